@@ -1,0 +1,32 @@
+"""Where the patched Caffe build that tools/setup.sh linked into this environment lives."""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class CaffeBuild:
+    key: str          # hash of every build input (pin, patches, layers, options, toolchain)
+    prefix: Path      # install prefix: bin/caffe, lib/, python/caffe
+    build_dir: Path   # CMake build folder
+    source_dir: Path  # the patched Caffe source
+    gtest: Path       # Caffe's gtest binary restricted to the tests this project relies on
+    cuda: bool
+
+    @property
+    def caffe_tool(self) -> Path:
+        return self.prefix / "bin" / "caffe"
+
+
+def build_info(venv: Path | None = None) -> CaffeBuild:
+    """Read the build record tools/setup.sh wrote into the environment (default: sys.prefix)."""
+    path = Path(venv or sys.prefix) / "tcdcn-caffe-build.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run tools/setup.sh (or `make test`) first")
+    raw = json.loads(path.read_text())
+    return CaffeBuild(key=raw["key"], prefix=Path(raw["prefix"]), build_dir=Path(raw["build_dir"]),
+                      source_dir=Path(raw["source_dir"]), gtest=Path(raw["gtest"]),
+                      cuda=str(raw.get("cuda", "OFF")).upper() == "ON")

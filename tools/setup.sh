@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# Sets up everything `make test` and `make demo` need, and nothing twice:
+#   1. the Debian packages (installed when root, else the exact apt-get line is printed),
+#   2. the virtual environment .venv/ with the pinned requirements,
+#   3. the patched Caffe build, kept outside the checkout in $TCDCN_CACHE and keyed by a
+#      hash of everything that affects it (pin, patches, layers, options, toolchain),
+#   4. pycaffe and the `caffe` tool linked into .venv/, and the project package installed.
+#
+# Environment: TCDCN_CACHE (default ~/.cache/tcdcn-caffe), TCDCN_CUDA=ON for a CUDA build,
+# TCDCN_CAFFE_TARBALL or TCDCN_CAFFE_SOURCE to build from your own Caffe tarball/checkout,
+# JOBS (default: all cores).
+# Usage: tools/setup.sh [--status]   (--status: say what would be done, change nothing)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV="$ROOT/.venv"
+CACHE="${TCDCN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tcdcn-caffe}"
+CUDA="${TCDCN_CUDA:-OFF}"
+JOBS="${JOBS:-$(nproc)}"
+SYSTEM_PYTHON=/usr/bin/python3   # Debian's: boost-python is built for it
+STATUS_ONLY=0
+[ "${1:-}" = "--status" ] && STATUS_ONLY=1
+
+say() { printf '[setup] %s\n' "$*"; }
+die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
+
+# ---- 1. Debian packages --------------------------------------------------------------
+mapfile -t packages < <(grep -v '^\s*\(#\|$\)' "$ROOT/tools/debian-packages.txt")
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  line="apt-get install -y --no-install-recommends ${missing[*]}"
+  if [ $STATUS_ONLY = 1 ]; then
+    say "would install Debian packages: ${missing[*]}"
+  elif [ "$(id -u)" = 0 ]; then
+    say "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    $line -qq
+  else
+    printf 'Missing Debian packages. Run this as root, then run the command again:\n  sudo %s\n' "$line" >&2
+    exit 1
+  fi
+fi
+
+# ---- 2. Virtual environment ------------------------------------------------------------
+req_hash=$(sha256sum "$ROOT/requirements.txt" | cut -c1-16)
+if [ "$(cat "$VENV/.requirements-hash" 2>/dev/null)" != "$req_hash" ]; then
+  if [ $STATUS_ONLY = 1 ]; then
+    say "would create/update $VENV from requirements.txt"
+    exit 0
+  fi
+  [ -x "$VENV/bin/python" ] || { say "creating $VENV"; "$SYSTEM_PYTHON" -m venv "$VENV"; }
+  say "installing pinned Python packages"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$ROOT/requirements.txt"
+  echo "$req_hash" > "$VENV/.requirements-hash"
+fi
+PY="$VENV/bin/python"
+
+# ---- 3. Caffe build, cached by input hash -------------------------------------------------
+# cuBLAS/cuRAND headers for the compile-only CUDA check, where nvcc comes without them.
+CUDA_EXTRA=""
+if command -v nvcc >/dev/null && [ "${TCDCN_CUDA_CHECK:-1}" = 1 ]; then
+  CUDA_EXTRA="$CACHE/cuda-extra-$(sha256sum "$ROOT/tools/cuda-extra.txt" | cut -c1-12)"
+  if [ ! -f "$CUDA_EXTRA/.complete" ]; then
+    if [ $STATUS_ONLY = 1 ]; then
+      say "would unpack cuBLAS/cuRAND headers into $CUDA_EXTRA"
+    else
+      say "unpacking cuBLAS/cuRAND headers for the CUDA compile check into $CUDA_EXTRA"
+      "$PY" -m pip download -q --disable-pip-version-check --no-deps \
+        -r "$ROOT/tools/cuda-extra.txt" -d "$CACHE/downloads/cuda"
+      "$PY" "$ROOT/tools/unpack_cuda_extra.py" "$ROOT/tools/cuda-extra.txt" \
+        "$CACHE/downloads/cuda" "$CUDA_EXTRA"
+    fi
+  fi
+fi
+
+
+toolchain="cuda=$CUDA"
+toolchain+=";python=$("$PY" -c 'import sys; print(sys.version.split()[0])')"
+toolchain+=";numpy=$("$PY" -c 'import numpy; print(numpy.__version__)')"
+toolchain+=";protoc=$(protoc --version);gcc=$(gcc -dumpfullversion)"
+cmake_args=(-DTCDCN_USE_CUDA="$CUDA")
+if [ -n "${TCDCN_CAFFE_SOURCE:-}" ]; then
+  cmake_args+=(-DCAFFE_SOURCE="$(realpath "$TCDCN_CAFFE_SOURCE")")
+  toolchain+=";source=$(realpath "$TCDCN_CAFFE_SOURCE")"
+elif [ -n "${TCDCN_CAFFE_TARBALL:-}" ]; then
+  cmake_args+=(-DCAFFE_TARBALL="$(realpath "$TCDCN_CAFFE_TARBALL")")
+  toolchain+=";tarball=$(sha256sum "$TCDCN_CAFFE_TARBALL" | cut -d' ' -f1)"
+fi
+key=$("$SYSTEM_PYTHON" "$ROOT/tools/caffe_source.py" hash --extra "$toolchain" | cut -c1-16)
+BUILD="$CACHE/build-$key"
+PREFIX="$BUILD/install"
+
+if [ -f "$PREFIX/.complete" ]; then
+  say "Caffe: cached build $key ($BUILD)"
+elif [ $STATUS_ONLY = 1 ]; then
+  say "Caffe: would build $key into $BUILD"
+  exit 0
+else
+  say "Caffe: building $key into $BUILD with $JOBS jobs (about 20 minutes on 2 cores)"
+  start=$(date +%s)
+  mkdir -p "$BUILD"
+  launcher=()
+  if command -v ccache >/dev/null; then
+    # Paths relative to the cache, so that a build under a new key reuses the objects of
+    # every source file that did not change.
+    export CCACHE_BASEDIR="$CACHE" CCACHE_NOHASHDIR=1
+    launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+  fi
+  cmake -S "$ROOT" -B "$BUILD/build" -Wno-dev -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_INSTALL_PREFIX="$PREFIX" -DPYTHON_EXECUTABLE="$PY" \
+    -DCAFFE_DOWNLOAD_DIR="$CACHE/downloads" "${launcher[@]}" "${cmake_args[@]}" \
+    > "$BUILD/configure.log" 2>&1 || { tail -40 "$BUILD/configure.log"; die "configure failed (log: $BUILD/configure.log)"; }
+  cmake --build "$BUILD/build" -j "$JOBS" > "$BUILD/build.log" 2>&1 \
+    || { grep -E -A8 -m5 "error:|undefined reference" "$BUILD/build.log" | head -60; die "build failed (log: $BUILD/build.log)"; }
+  cmake --install "$BUILD/build" > "$BUILD/install.log" 2>&1 || die "install failed (log: $BUILD/install.log)"
+  seconds=$(( $(date +%s) - start ))
+  printf '{"key": "%s", "seconds": %d, "jobs": %d, "cores": %d, "inputs": "%s"}\n' \
+    "$key" "$seconds" "$JOBS" "$(nproc)" "$toolchain" > "$PREFIX/build.json"
+  touch "$PREFIX/.complete"
+  say "Caffe: built in ${seconds}s"
+  # keep the three most recent builds
+  ls -1dt "$CACHE"/build-*/ 2>/dev/null | tail -n +4 | while read -r old; do
+    rm -rf "$old"; done
+fi
+
+# ---- 4. Link the build into the environment, install the project package ------------------
+site=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+echo "$PREFIX/python" > "$site/tcdcn_caffe_build.pth"
+ln -sf "$PREFIX/bin/caffe" "$VENV/bin/caffe"
+cat > "$VENV/tcdcn-caffe-build.json" <<EOF
+{"key": "$key", "prefix": "$PREFIX", "build_dir": "$BUILD/build",
+ "source_dir": "$BUILD/build/caffe-src", "gtest": "$BUILD/build/caffe/test/test.testbin",
+ "cuda": "$CUDA", "cuda_extra": "$CUDA_EXTRA", "download_dir": "$CACHE/downloads"}
+EOF
+pkg_hash=$(sha256sum "$ROOT/python/pyproject.toml" | cut -c1-16)
+if [ "$(cat "$VENV/.package-hash" 2>/dev/null)" != "$pkg_hash" ]; then
+  "$PY" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e "$ROOT/python"
+  echo "$pkg_hash" > "$VENV/.package-hash"
+fi
+say "ready: $VENV (caffe $key)"
