@@ -114,35 +114,13 @@ layer {{ name: "d" type: "MultiLabelData" top: "data" top: "label"
 
 # -- a small multi-task net with both layers trains --------------------------------------
 
-def multitask_net(caffe, source: str, batch: int):
-    """Dot images -> shared trunk with a LocallyConnected layer -> point regression (2
-    values) and left/right classification, weighted 1 and 0.1 as in TCDCN."""
-    from caffe import layers as L, params as P
-    n = caffe.NetSpec()
-    n.data, n.label = L.MultiLabelData(source=source, batch_size=batch, scale=1 / 255.0, ntop=2)
-    n.points, n.cls = L.Slice(n.label, slice_point=[2], axis=1, ntop=2)
-    n.conv1 = L.Convolution(n.data, num_output=8, kernel_size=3, weight_filler=dict(type="xavier"))
-    n.relu1 = L.ReLU(n.conv1, in_place=True)
-    n.pool1 = L.Pooling(n.relu1, pool=P.Pooling.MAX, kernel_size=2, stride=2)
-    n.lc = L.LocallyConnected(n.pool1, num_output=8, kernel_size=2, stride=1,
-                              weight_filler=dict(type="xavier"))
-    n.relu2 = L.ReLU(n.lc, in_place=True)
-    n.fc = L.InnerProduct(n.relu2, num_output=32, weight_filler=dict(type="xavier"))
-    n.relu3 = L.ReLU(n.fc, in_place=True)
-    n.pred = L.InnerProduct(n.relu3, num_output=2, weight_filler=dict(type="xavier"))
-    n.landmark_loss = L.EuclideanLoss(n.pred, n.points, loss_weight=1)
-    n.logits = L.InnerProduct(n.relu3, num_output=2, weight_filler=dict(type="xavier"))
-    n.cls_loss = L.SoftmaxWithLoss(n.logits, n.cls, loss_weight=0.1)
-    return n.to_proto()
-
-
 @pytest.mark.slow
 def test_multitask_net_with_both_layers_trains(caffe, tmp_path):
-    from tcdcn.synthetic import dot_images
+    from tcdcn.synthetic import dot_images, dot_net
     images, points, classes = dot_images(512, size=16, rng=np.random.default_rng(4))
     labels = np.concatenate([points, classes[:, None].astype(np.float32)], axis=1)
     write_records(tmp_path / "db", images, labels)
-    (tmp_path / "net.prototxt").write_text(str(multitask_net(caffe, str(tmp_path / "db"), 32)))
+    (tmp_path / "net.prototxt").write_text(str(dot_net(str(tmp_path / "db"), 32)))
     (tmp_path / "solver.prototxt").write_text(f"""
 net: "{tmp_path / 'net.prototxt'}"
 base_lr: 0.05

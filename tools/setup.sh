@@ -129,16 +129,13 @@ fi
 
 # ---- 4. Link the build into the environment, install the project package ------------------
 site=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-echo "$PREFIX/python" > "$site/tcdcn_caffe_build.pth"
+echo "$PREFIX/python" > "$site/tcdcn_caffe_build.pth"   # pycaffe
 ln -sf "$PREFIX/bin/caffe" "$VENV/bin/caffe"
 cat > "$VENV/tcdcn-caffe-build.json" <<EOF
 {"key": "$key", "prefix": "$PREFIX", "build_dir": "$BUILD/build",
  "source_dir": "$BUILD/build/caffe-src", "gtest": "$BUILD/build/caffe/test/test.testbin",
  "cuda": "$CUDA", "cuda_extra": "$CUDA_EXTRA", "download_dir": "$CACHE/downloads"}
 EOF
-pkg_hash=$(sha256sum "$ROOT/python/pyproject.toml" | cut -c1-16)
-if [ "$(cat "$VENV/.package-hash" 2>/dev/null)" != "$pkg_hash" ]; then
-  "$PY" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e "$ROOT/python"
-  echo "$pkg_hash" > "$VENV/.package-hash"
-fi
+# The project's package (python/tcdcn), installed as a path entry, like an editable install.
+echo "$ROOT/python" > "$site/tcdcn.pth"
 say "ready: $VENV (caffe $key)"

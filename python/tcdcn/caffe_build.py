@@ -15,6 +15,8 @@ class CaffeBuild:
     source_dir: Path  # the patched Caffe source
     gtest: Path       # Caffe's gtest binary restricted to the tests this project relies on
     cuda: bool
+    cuda_extra: Path | None   # cuBLAS/cuRAND headers for the compile-only CUDA check
+    download_dir: Path        # the fetched (verified) Caffe tarball lives here
 
     @property
     def caffe_tool(self) -> Path:
@@ -29,4 +31,6 @@ def build_info(venv: Path | None = None) -> CaffeBuild:
     raw = json.loads(path.read_text())
     return CaffeBuild(key=raw["key"], prefix=Path(raw["prefix"]), build_dir=Path(raw["build_dir"]),
                       source_dir=Path(raw["source_dir"]), gtest=Path(raw["gtest"]),
-                      cuda=str(raw.get("cuda", "OFF")).upper() == "ON")
+                      cuda=str(raw.get("cuda", "OFF")).upper() == "ON",
+                      cuda_extra=Path(raw["cuda_extra"]) if raw.get("cuda_extra") else None,
+                      download_dir=Path(raw["download_dir"]))
