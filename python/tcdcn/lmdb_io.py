@@ -73,7 +73,7 @@ def write_lmdb(path: str | os.PathLike, records: Iterable[bytes],
         try:
             txn = env.begin(write=True)
             for value in records:
-                txn.put(record_key(count), value)
+                txn.put(record_key(count), value, append=True)  # keys only grow
                 count += 1
                 if count % commit_every == 0:
                     txn.commit()

@@ -1,0 +1,219 @@
+"""Readers for the face lists as released: MTFL, CNN_FacePoint-style box lists, 300-W .pts.
+
+Every reader yields `Sample`s: image path, landmarks K x 2 in 0-based pixel coordinates,
+attributes (0-based class ids in the order of schemes.TASKS) or None, face box or None.
+A malformed line, an out-of-range label or a missing image raises `DataError` naming the
+file and line; with `errors` given (a list), the error is appended there instead and the
+sample skipped, so that a caller can count and report what was skipped.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tcdcn.schemes import TASKS
+
+
+class DataError(ValueError):
+    """Bad input: names the file and line (or the image) it comes from."""
+
+
+@dataclass
+class Sample:
+    image: Path
+    landmarks: np.ndarray                 # K x 2, (x, y), 0-based pixels
+    attributes: np.ndarray | None = None  # one 0-based class id per task, TASKS order
+    box: np.ndarray | None = None         # left, top, right, bottom (pixels)
+    source: str = ""                      # "file:line" it was read from
+    group: str = ""                       # identity for person-disjoint splits
+    extra: dict = field(default_factory=dict)
+
+
+def _lines(path: Path):
+    """(line number, stripped text) of non-blank lines; tolerates CRLF and leading spaces."""
+    with open(path, "r", encoding="utf-8", errors="strict", newline="") as f:
+        for lineno, raw in enumerate(f, 1):
+            text = raw.strip()
+            if text:
+                yield lineno, text
+
+
+def _image_path(root: Path, rel: str) -> Path:
+    return root / rel.replace("\\", "/")
+
+
+def _group(rel: str) -> str:
+    """Identity for a split by person: LFW names (Aaron_Eckhart_0001.jpg -> Aaron_Eckhart);
+    other images are their own group."""
+    rel = rel.replace("\\", "/")
+    name = Path(rel).stem
+    if rel.startswith("lfw_5590/") or re.fullmatch(r"[A-Za-z][A-Za-z_'.-]*_\d{4}", name):
+        return "lfw:" + re.sub(r"_\d{4}$", "", name)
+    return rel
+
+
+def _floats(fields: list[str], where: str) -> np.ndarray:
+    try:
+        values = np.array([float(v) for v in fields], dtype=np.float64)
+    except ValueError as err:
+        raise DataError(f"{where}: not a number ({err})") from None
+    if not np.all(np.isfinite(values)):
+        raise DataError(f"{where}: non-finite coordinate")
+    return values
+
+
+def _report(err: DataError, errors: list | None) -> None:
+    if errors is None:
+        raise err
+    errors.append(str(err))
+
+
+def _check_image(path: Path, where: str, check_images: bool) -> None:
+    if check_images and not path.is_file():
+        raise DataError(f"{where}: image {path} not found")
+
+
+def read_mtfl(list_path: str | Path, root: str | Path | None = None, *,
+              errors: list | None = None, check_images: bool = True) -> list[Sample]:
+    """MTFL `training.txt` / `testing.txt` as released.
+
+    Line: `path x1..x5 y1..y5 gender smile glasses pose` (backslash paths, CRLF, leading
+    spaces, blank last line). Coordinates are 1-based: 1.0 is subtracted. Classes are
+    1-based (gender 1 male/2 female, smile 1 yes/2 no, glasses 1 yes/2 no, pose 1..5) and
+    become 0-based class ids.
+    """
+    list_path = Path(list_path)
+    root = Path(root) if root is not None else list_path.parent
+    samples = []
+    for lineno, text in _lines(list_path):
+        where = f"{list_path}:{lineno}"
+        try:
+            fields = text.split()
+            if len(fields) != 15:
+                raise DataError(f"{where}: expected 15 fields (path, 10 coordinates, "
+                                f"4 attributes), got {len(fields)}")
+            coords = _floats(fields[1:11], where)
+            landmarks = np.stack([coords[:5], coords[5:]], axis=1) - 1.0
+            try:
+                classes = [int(v) for v in fields[11:15]]
+            except ValueError:
+                raise DataError(f"{where}: attributes must be integers, got {fields[11:15]}") from None
+            attributes = []
+            for task, value in zip(TASKS, classes):
+                if not 1 <= value <= len(task.classes):
+                    raise DataError(f"{where}: {task.name} label {value} out of range "
+                                    f"1..{len(task.classes)}")
+                attributes.append(value - 1)
+            image = _image_path(root, fields[0])
+            _check_image(image, where, check_images)
+        except DataError as err:
+            _report(err, errors)
+            continue
+        samples.append(Sample(image=image, landmarks=landmarks,
+                              attributes=np.array(attributes, dtype=np.int64),
+                              source=where, group=_group(fields[0])))
+    return samples
+
+
+def read_facepoint(list_path: str | Path, root: str | Path | None = None, *,
+                   errors: list | None = None, check_images: bool = True) -> list[Sample]:
+    """A CNN_FacePoint list: `path left right top bottom x1 y1 ... x5 y5`, 0-based.
+
+    Works for any such list with boxes (MTFL's training faces are CNN_FacePoint's).
+    """
+    list_path = Path(list_path)
+    root = Path(root) if root is not None else list_path.parent
+    samples = []
+    for lineno, text in _lines(list_path):
+        where = f"{list_path}:{lineno}"
+        try:
+            fields = text.split()
+            if len(fields) != 15:
+                raise DataError(f"{where}: expected 15 fields (path, 4 box values, "
+                                f"10 coordinates), got {len(fields)}")
+            values = _floats(fields[1:], where)
+            left, right, top, bottom = values[:4]
+            if not (right > left and bottom > top):
+                raise DataError(f"{where}: empty box left={left} right={right} "
+                                f"top={top} bottom={bottom}")
+            image = _image_path(root, fields[0])
+            _check_image(image, where, check_images)
+        except DataError as err:
+            _report(err, errors)
+            continue
+        samples.append(Sample(image=image, landmarks=values[4:].reshape(5, 2),
+                              box=np.array([left, top, right, bottom]),
+                              source=where, group=_group(fields[0])))
+    return samples
+
+
+def read_pts(path: str | Path) -> np.ndarray:
+    """A 300-W style .pts file: `version: 1`, `n_points: K`, `{`, K lines `x y`, `}`.
+
+    A missing header is tolerated (then every line of two numbers is a point). The
+    coordinates are 1-based as in 300-W: 1.0 is subtracted.
+    """
+    path = Path(path)
+    points, declared = [], None
+    for lineno, text in _lines(path):
+        where = f"{path}:{lineno}"
+        low = text.lower()
+        if low.startswith("version"):
+            continue
+        if low.startswith("n_points"):
+            try:
+                declared = int(text.split(":", 1)[1])
+            except (IndexError, ValueError):
+                raise DataError(f"{where}: bad n_points line {text!r}") from None
+            continue
+        if text in ("{", "}"):
+            continue
+        fields = text.split()
+        if len(fields) != 2:
+            raise DataError(f"{where}: expected 'x y', got {text!r}")
+        points.append(_floats(fields, where))
+    if not points:
+        raise DataError(f"{path}: no points")
+    if declared is not None and declared != len(points):
+        raise DataError(f"{path}: n_points says {declared}, found {len(points)}")
+    return np.array(points) - 1.0
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp")
+
+
+def read_pts_folder(root: str | Path, *, errors: list | None = None) -> list[Sample]:
+    """300-W style folders searched recursively: every image with a .pts beside it."""
+    root = Path(root)
+    samples = []
+    for pts in sorted(root.rglob("*.pts")):
+        image = next((pts.with_suffix(s) for s in IMAGE_SUFFIXES
+                      if pts.with_suffix(s).is_file()), None)
+        try:
+            if image is None:
+                raise DataError(f"{pts}: no image beside it ({', '.join(IMAGE_SUFFIXES)})")
+            landmarks = read_pts(pts)
+        except DataError as err:
+            _report(err, errors)
+            continue
+        samples.append(Sample(image=image, landmarks=landmarks, source=str(pts),
+                              group=str(pts.relative_to(root).with_suffix(""))))
+    return samples
+
+
+def attach_boxes(samples: list[Sample], boxed: list[Sample], tolerance: float = 1.01) -> int:
+    """Give `samples` the boxes of `boxed` (same faces, matched by image path and checked
+    by landmarks: within `tolerance` px). Returns the number matched."""
+    by_image = {s.image.resolve(): s for s in boxed}
+    matched = 0
+    for sample in samples:
+        other = by_image.get(sample.image.resolve())
+        if other is None or other.landmarks.shape != sample.landmarks.shape:
+            continue
+        if np.max(np.abs(other.landmarks - sample.landmarks)) <= tolerance:
+            sample.box = other.box
+            matched += 1
+    return matched

@@ -1,0 +1,446 @@
+"""Build shuffled, augmented multi-label LMDBs from face lists (the library behind
+tools/make_lmdb.py).
+
+Pipeline: read a list (datasets.py) -> give every face a box (its own, or one derived
+from its landmarks, boxes.py) -> split off a validation set by person -> decode each
+training face once into a canonical region around its box, kept in memory -> for every
+output key k, sample permute(k) is an augmented crop of face permute(k) mod n_faces
+(augment.py), written in key order. permute() is a keyed bijection of [0, N), so the
+output is shuffled across the whole database while memory stays independent of N, and the
+result depends only on the seed (not on the number of workers).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from tcdcn.augment import AugmentConfig, augment, crop_matrix, apply_matrix, normalise, \
+    square_crop, warp
+from tcdcn.boxes import MTFL_BOX_RULE, BoxRule, box_from_landmarks
+from tcdcn.datasets import DataError, Sample, attach_boxes, read_facepoint, read_mtfl, \
+    read_pts_folder
+from tcdcn.lmdb_io import encode_datum
+from tcdcn.schemes import SCHEMES, LandmarkScheme
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1024             # keys per work unit (part of the output's definition)
+CANONICAL_BOX = 1.5      # box side in the canonical region, in output crop sizes
+CANONICAL_REGION = 2.6   # region side / box side: room for scale 1.4, 30 degrees, shifts
+FAR_OUTSIDE = 0.1        # a point further out than this fraction of the image is bad input
+
+
+# ---------------------------------------------------------------------------------------
+# Reading and splitting
+# ---------------------------------------------------------------------------------------
+
+def load_samples(dataset: str, root: Path, list_path: Path | None = None,
+                 errors: list | None = None) -> tuple[list[Sample], LandmarkScheme, dict]:
+    """Faces of a dataset, each with a box. Returns (samples, scheme, info)."""
+    info: dict = {"dataset": dataset}
+    if dataset == "mtfl":
+        mtfl = root / "MTFL"
+        list_path = list_path or mtfl / "training.txt"
+        samples = read_mtfl(list_path, mtfl, errors=errors)
+        boxes_list = root / "CNN_FacePoint" / "trainImageList.txt"
+        if boxes_list.is_file():
+            boxed = read_facepoint(boxes_list, mtfl, errors=errors, check_images=False)
+            info["boxes_from"] = str(boxes_list)
+            info["boxes_matched"] = attach_boxes(samples, boxed, tolerance=0.01)
+        scheme = SCHEMES["5pt"]
+    elif dataset == "facepoint":
+        if list_path is None:
+            raise DataError("--dataset facepoint needs --list")
+        samples = read_facepoint(list_path, root, errors=errors)
+        scheme = SCHEMES["5pt"]
+    elif dataset == "300w":
+        samples = read_pts_folder(root if list_path is None else list_path, errors=errors)
+        scheme = SCHEMES["68pt"]
+    else:
+        raise ValueError(f"unknown dataset {dataset!r}")
+    derived = 0
+    for s in samples:
+        if s.box is None:
+            s.box = box_from_landmarks(s.landmarks, MTFL_BOX_RULE)
+            derived += 1
+        if len(s.landmarks) != scheme.count:
+            raise DataError(f"{s.source}: {len(s.landmarks)} points, the {scheme.name} "
+                            f"scheme has {scheme.count}")
+    info["list"] = str(list_path) if list_path else None
+    info["faces"] = len(samples)
+    info["boxes_derived_from_landmarks"] = derived
+    info["box_rule"] = MTFL_BOX_RULE.as_dict()
+    return samples, scheme, info
+
+
+def split_by_group(samples: list[Sample], val_fraction: float, seed: int,
+                   val_groups: set[str] | None = None) -> tuple[list[Sample], list[Sample]]:
+    """Validation faces: whole groups (persons), drawn at random until `val_fraction` of
+    the faces are in, or exactly the groups in `val_groups`. No group is on both sides."""
+    groups = sorted({s.group for s in samples})
+    if val_groups is None:
+        rng = np.random.default_rng([seed, 1])
+        chosen, target, count = set(), val_fraction * len(samples), 0
+        sizes = {g: 0 for g in groups}
+        for s in samples:
+            sizes[s.group] += 1
+        for g in rng.permutation(groups):
+            if count >= target:
+                break
+            chosen.add(g)
+            count += sizes[g]
+        val_groups = chosen
+    train = [s for s in samples if s.group not in val_groups]
+    val = [s for s in samples if s.group in val_groups]
+    return train, val
+
+
+def read_val_list(path: Path, samples: list[Sample]) -> set[str]:
+    """Groups of the faces named (by image path, as in the list) in a validation list."""
+    names = {line.strip().replace("\\", "/") for line in path.read_text().splitlines()
+             if line.strip() and not line.startswith("#")}
+    groups = {s.group for s in samples if any(str(s.image).endswith(n) for n in names)}
+    if not groups:
+        raise DataError(f"{path}: names none of the faces")
+    return groups
+
+
+# ---------------------------------------------------------------------------------------
+# Canonical regions
+# ---------------------------------------------------------------------------------------
+
+@dataclass
+class Prepared:
+    """A face decoded once: a square region around its box, at a fixed scale."""
+    region: np.ndarray
+    points: np.ndarray            # K x 2 in region pixels
+    attributes: np.ndarray | None
+    centre: np.ndarray            # box centre in region pixels
+    side: float                   # box side in region pixels
+
+
+def read_image(sample: Sample, channels: int) -> np.ndarray:
+    flags = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR
+    if not sample.image.is_file():
+        raise DataError(f"{sample.source}: image {sample.image} not found")
+    image = cv2.imread(str(sample.image), flags)
+    if image is None:
+        raise DataError(f"{sample.source}: image {sample.image} cannot be decoded")
+    h, w = image.shape[:2]
+    tol = FAR_OUTSIDE * max(h, w)
+    pts = sample.landmarks
+    bad = np.where((pts[:, 0] < -tol) | (pts[:, 0] > w - 1 + tol) |
+                   (pts[:, 1] < -tol) | (pts[:, 1] > h - 1 + tol))[0]
+    if len(bad):
+        i = int(bad[0])
+        raise DataError(f"{sample.source}: point {i + 1} ({pts[i, 0]:.1f}, {pts[i, 1]:.1f}) "
+                        f"is far outside the {w}x{h} image {sample.image}")
+    return image
+
+
+def prepare(sample: Sample, size: int, channels: int) -> Prepared:
+    image = read_image(sample, channels)
+    centre, side = square_crop(sample.box)
+    box_px = CANONICAL_BOX * size
+    region_px = int(round(CANONICAL_REGION * box_px))
+    points = sample.landmarks
+    if box_px / side < 0.5:
+        # Shrink with area averaging first, so that the warp below does not alias.
+        h, w = image.shape[:2]
+        image = cv2.resize(image, None, fx=2 * box_px / side, fy=2 * box_px / side,
+                           interpolation=cv2.INTER_AREA)
+        scale = np.array([image.shape[1] / w, image.shape[0] / h])
+        centre = (centre + 0.5) * scale - 0.5
+        points = (points + 0.5) * scale - 0.5
+        side = side * float(scale.mean())
+    m = crop_matrix(centre, side * CANONICAL_REGION, region_px)
+    region = warp(image, m, region_px)
+    c = (region_px - 1) / 2.0
+    return Prepared(region=region, points=apply_matrix(m, points), attributes=sample.attributes,
+                    centre=np.array([c, c]), side=float(region_px / CANONICAL_REGION))
+
+
+def plain_crop(p: Prepared, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The unaugmented crop (the box itself) and its targets."""
+    m = crop_matrix(p.centre, p.side, size)
+    return warp(p.region, m, size), normalise(apply_matrix(m, p.points), size)
+
+
+def label_vector(targets: np.ndarray, attributes: np.ndarray | None) -> np.ndarray:
+    """x1, y1, x2, y2, ... (crop units) then the 0-based attribute class ids."""
+    parts = [np.asarray(targets, dtype=np.float32).ravel()]
+    if attributes is not None:
+        parts.append(np.asarray(attributes, dtype=np.float32))
+    return np.concatenate(parts)
+
+
+# ---------------------------------------------------------------------------------------
+# Shuffle without a table: a keyed bijection of [0, n)
+# ---------------------------------------------------------------------------------------
+
+def _mix(x: np.ndarray, key: np.uint64) -> np.ndarray:
+    """splitmix64 finaliser of x ^ key (uint64, wraps)."""
+    z = (x ^ key) + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def permute(index: np.ndarray, n: int, seed: int, rounds: int = 4) -> np.ndarray:
+    """A pseudo-random permutation of [0, n) applied to `index` (Feistel network over the
+    next even power of two, cycle-walking back into range). Same seed, same permutation."""
+    if n <= 1:
+        return np.zeros_like(np.asarray(index, dtype=np.int64))
+    bits = max(2, math.ceil(math.log2(n)))
+    bits += bits % 2
+    half = np.uint64(bits // 2)
+    mask = np.uint64((1 << (bits // 2)) - 1)
+    keys = [np.uint64(int.from_bytes(hashlib.sha256(f"{seed}:{r}".encode()).digest()[:8], "little"))
+            for r in range(rounds)]
+    x = np.asarray(index, dtype=np.uint64).copy()
+    todo = np.ones(len(x), dtype=bool)
+    with np.errstate(over="ignore"):
+        while todo.any():
+            y = x[todo]
+            left, right = y >> half, y & mask
+            for k in keys:
+                left, right = right, left ^ (_mix(right, k) & mask)
+            x[todo] = (left << half) | right
+            todo = x >= np.uint64(n)
+    return x.astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------------
+# Generating records (runs in worker processes, which inherit _FACES by fork)
+# ---------------------------------------------------------------------------------------
+
+_FACES: list[Prepared] = []
+_JOB: dict = {}
+
+
+def set_job(faces: list[Prepared], **job) -> None:
+    global _FACES, _JOB
+    _FACES, _JOB = faces, job
+
+
+def generate_chunk(chunk: int) -> tuple[list[bytes], int]:
+    """Records for keys [chunk * CHUNK, ...): (serialised records, redraws)."""
+    n, seed, size = _JOB["n"], _JOB["seed"], _JOB["size"]
+    scheme: LandmarkScheme = _JOB["scheme"]
+    cfg: AugmentConfig = _JOB["augment"]
+    start, stop = chunk * CHUNK, min(n, (chunk + 1) * CHUNK)
+    ids = permute(np.arange(start, stop), n, seed)
+    rng = np.random.default_rng([seed, 2, chunk])
+    records, redraws = [], 0
+    for sample_id in ids:
+        face = _FACES[int(sample_id) % len(_FACES)]
+        image, targets, attributes, r = augment(face.region, face.points, face.attributes,
+                                                face.centre, face.side, size, scheme, rng, cfg)
+        redraws += r
+        if image.ndim == 3:
+            image = image.transpose(2, 0, 1)
+        records.append(encode_datum(image, label_vector(targets, attributes)))
+    return records, redraws
+
+
+def anon_rss_mb() -> float:
+    """This process's anonymous resident memory (Linux), in MB; 0 where unknown."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def bounded_imap(pool, fn, items, ahead: int):
+    """pool.imap in order, but with at most `ahead` results in flight: when the writer is
+    slower than the workers, results do not pile up in memory."""
+    from collections import deque
+    items = iter(items)
+    pending = deque(pool.apply_async(fn, (item,)) for _, item in zip(range(ahead), items))
+    while pending:
+        result = pending.popleft().get()
+        for item in items:
+            pending.append(pool.apply_async(fn, (item,)))
+            break
+        yield result
+
+
+def prepare_one(args) -> tuple[Prepared | None, str | None]:
+    sample, size, channels = args
+    try:
+        return prepare(sample, size, channels), None
+    except DataError as err:
+        return None, str(err)
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------
+# The whole build
+# ---------------------------------------------------------------------------------------
+
+@dataclass
+class BuildConfig:
+    dataset: str
+    root: Path
+    out: Path
+    samples: int
+    list_path: Path | None = None
+    val_fraction: float = 0.1
+    val_list: Path | None = None
+    seed: int = 0
+    workers: int = 2
+    size: int = 40
+    channels: int = 1
+    skip_bad: bool = False
+    augment: AugmentConfig = AugmentConfig()
+    command: str = ""
+
+
+def build(cfg: BuildConfig, progress=None) -> dict:
+    """Write cfg.out/{train_lmdb,val_lmdb,val_list.txt,manifest.json}; returns the manifest.
+
+    Everything is written into a temporary folder beside cfg.out and renamed at the end.
+    `progress(total)` returns a tqdm-like bar (update(n), set_postfix) or None.
+    """
+    import json
+    import multiprocessing
+    import os
+    import resource
+    import shutil
+    import tempfile
+    import time
+
+    from tcdcn.lmdb_io import write_lmdb
+    from tcdcn.schemes import label_dim, label_layout
+
+    if cfg.out.exists():
+        raise FileExistsError(f"{cfg.out} exists; remove it or choose another --out")
+    errors: list[str] | None = [] if cfg.skip_bad else None
+    t0 = time.perf_counter()
+    samples, scheme, info = load_samples(cfg.dataset, cfg.root, cfg.list_path, errors)
+    if not samples:
+        raise DataError("no usable faces")
+    val_groups = read_val_list(cfg.val_list, samples) if cfg.val_list else None
+    train, val = split_by_group(samples, cfg.val_fraction, cfg.seed, val_groups)
+    with_attributes = all(s.attributes is not None for s in samples)
+
+    ctx = multiprocessing.get_context("fork")
+    jobs = [(s, cfg.size, cfg.channels) for s in train + val]
+    if cfg.workers > 1:
+        with ctx.Pool(cfg.workers) as pool:
+            prepared = pool.map(prepare_one, jobs, chunksize=64)
+    else:
+        prepared = [prepare_one(j) for j in jobs]
+    faces_train, faces_val, val_used = [], [], []
+    for i, (face, err) in enumerate(prepared):
+        if err is not None:
+            if errors is None:
+                raise DataError(err)
+            errors.append(err)
+        elif i < len(train):
+            faces_train.append(face)
+        else:
+            faces_val.append(face)
+            val_used.append(val[i - len(train)])
+    if not faces_train:
+        raise DataError("no usable training faces")
+    t_prepared = time.perf_counter()
+
+    cfg.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{cfg.out.name}.", dir=cfg.out.parent))
+    try:
+        # validation: one plain crop per face, in list order
+        def val_records():
+            for face in faces_val:
+                image, targets = plain_crop(face, cfg.size)
+                if image.ndim == 3:
+                    image = image.transpose(2, 0, 1)
+                yield encode_datum(image, label_vector(targets, face.attributes))
+        n_val = write_lmdb(tmp / "val_lmdb", val_records())
+        (tmp / "val_list.txt").write_text(
+            "# validation faces (held out of train_lmdb), one per line: source line\n"
+            + "".join(f"{s.source}\t{s.image}\n" for s in val_used))
+
+        # training: N augmented samples, shuffled across the whole database
+        set_job(faces_train, n=cfg.samples, seed=cfg.seed, size=cfg.size, scheme=scheme,
+                augment=cfg.augment)
+        chunks = range(math.ceil(cfg.samples / CHUNK))
+        bar = progress(cfg.samples) if progress else None
+        redraws, peak_anon = [0], [anon_rss_mb()]
+
+        def train_records():
+            results = (bounded_imap(pool, generate_chunk, chunks, ahead=2 * cfg.workers)
+                       if pool else map(generate_chunk, chunks))
+            for records, r in results:
+                redraws[0] += r
+                peak_anon[0] = max(peak_anon[0], anon_rss_mb())
+                yield from records
+                if bar is not None:
+                    bar.update(len(records))
+
+        t_gen = time.perf_counter()
+        pool = ctx.Pool(cfg.workers) if cfg.workers > 1 else None
+        try:
+            n_train = write_lmdb(tmp / "train_lmdb", train_records(),
+                                 map_size=max(1 << 30, cfg.samples * cfg.size * cfg.size
+                                              * cfg.channels * 3))
+        finally:
+            if pool:
+                pool.close()
+                pool.join()
+        if bar is not None:
+            bar.close()
+        seconds = time.perf_counter() - t_gen
+
+        lists = [p for p in (info.get("list"), info.get("boxes_from")) if p]
+        manifest = {
+            "dataset": cfg.dataset, "root": str(cfg.root), "command": cfg.command,
+            "seed": cfg.seed, "scheme": scheme.name, "landmark_names": list(scheme.names),
+            "crop": {"size": cfg.size, "channels": cfg.channels,
+                     "box": "square about the face box centre, side = box side",
+                     "targets": "crop coordinates / crop size: (x_out + 0.5) / size"},
+            "label_dim": label_dim(scheme, with_attributes),
+            "label_layout": {k: [v.start, v.stop] for k, v in
+                             label_layout(scheme, with_attributes).items()},
+            "label_order": "x1 y1 x2 y2 ... then 0-based class ids",
+            "augmentation": cfg.augment.as_dict(),
+            "counts": {"faces_read": info["faces"], "train_faces": len(faces_train),
+                       "val_faces": len(faces_val), "train_records": n_train,
+                       "val_records": n_val, "redraws": redraws[0],
+                       "boxes_derived_from_landmarks": info["boxes_derived_from_landmarks"]},
+            "split": {"val_fraction": cfg.val_fraction,
+                      "val_list": str(cfg.val_list) if cfg.val_list else None,
+                      "by": "person (LFW name), else image"},
+            "skipped": {"count": len(errors or []), "items": errors or []},
+            "sources": {p: sha256_of(Path(p)) for p in lists},
+            "box_rule": info["box_rule"],
+            "timing": {"prepare_s": t_prepared - t0, "generate_s": seconds,
+                       "samples_per_s": n_train / seconds if seconds > 0 else None,
+                       "workers": cfg.workers},
+            # The main process's own allocations (its RSS also counts LMDB's file map, page
+            # cache that grows with the file), and the largest worker's peak RSS.
+            "memory_mb": {"main_peak_anonymous": peak_anon[0],
+                          "worker_peak_rss": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+                          "main_peak_rss_incl_lmdb_map": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024},
+        }
+        text = json.dumps(manifest, indent=2) + "\n"
+        manifest = json.loads(text)  # what the file says, tuples as lists
+        (tmp / "manifest.json").write_text(text)
+        os.rename(tmp, cfg.out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest

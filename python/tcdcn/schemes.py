@@ -1,0 +1,95 @@
+"""The facts everything else imports: landmark schemes and the multi-task label layout."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class LandmarkScheme:
+    """A landmark annotation scheme.
+
+    `flip_pairs` are the 0-based indices that trade places when the image is mirrored;
+    `ocular` are the two points (or two groups of points, averaged) whose distance
+    normalises the error ("inter-ocular distance").
+    """
+    name: str
+    names: tuple[str, ...]
+    flip_pairs: tuple[tuple[int, int], ...]
+    ocular: tuple[tuple[int, ...], tuple[int, ...]]
+
+    @property
+    def count(self) -> int:
+        return len(self.names)
+
+    def flip_permutation(self) -> list[int]:
+        """perm such that mirrored_points = points[perm] after negating x."""
+        perm = list(range(self.count))
+        for a, b in self.flip_pairs:
+            perm[a], perm[b] = b, a
+        return perm
+
+
+# MTFL / CNN_FacePoint order; left/right as seen in the image.
+FIVE_POINT = LandmarkScheme(
+    name="5pt",
+    names=("left_eye", "right_eye", "nose", "left_mouth", "right_mouth"),
+    flip_pairs=((0, 1), (3, 4)),
+    ocular=((0,), (1,)),  # eye centres
+)
+
+
+def _ibug68() -> LandmarkScheme:
+    names = ([f"jaw_{i}" for i in range(17)] + [f"brow_{i}" for i in range(10)]
+             + [f"nose_{i}" for i in range(9)] + [f"eye_{i}" for i in range(12)]
+             + [f"mouth_{i}" for i in range(20)])
+    pairs = [(i, 16 - i) for i in range(8)]                 # jaw 0-16
+    pairs += [(17 + i, 26 - i) for i in range(5)]           # brows 17-26
+    pairs += [(31, 35), (32, 34)]                           # nostrils 31-35
+    pairs += [(36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46)]  # eyes
+    pairs += [(48, 54), (49, 53), (50, 52), (55, 59), (56, 58)]            # outer lips
+    pairs += [(60, 64), (61, 63), (65, 67)]                                 # inner lips
+    return LandmarkScheme(name="68pt", names=tuple(names), flip_pairs=tuple(pairs),
+                          ocular=((36,), (45,)))  # outer eye corners (300-W convention)
+
+
+SIXTY_EIGHT_POINT = _ibug68()
+# 68-point inter-pupil normalisation: the centres of the two eyes' six points.
+IBUG68_PUPILS = ((36, 37, 38, 39, 40, 41), (42, 43, 44, 45, 46, 47))
+
+SCHEMES = {s.name: s for s in (FIVE_POINT, SIXTY_EIGHT_POINT)}
+
+
+@dataclass(frozen=True)
+class Task:
+    """An auxiliary classification task: its class names and loss weight."""
+    name: str
+    classes: tuple[str, ...]
+    loss_weight: float
+
+
+LANDMARK_LOSS_WEIGHT = 1.0
+# Order of the attribute labels after the 2K landmark coordinates in every record.
+TASKS = (
+    Task("gender", ("male", "female"), 0.1),
+    Task("smile", ("smiling", "not_smiling"), 0.1),
+    Task("glasses", ("glasses", "no_glasses"), 0.1),
+    Task("pose", ("left_profile", "left", "frontal", "right", "right_profile"), 0.3),
+)
+TASK_BY_NAME = {t.name: t for t in TASKS}
+# Mirroring a face swaps its pose: left profile <-> right profile, left <-> right.
+POSE_FLIP = (4, 3, 2, 1, 0)
+
+
+def label_layout(scheme: LandmarkScheme, with_attributes: bool = True) -> dict[str, slice]:
+    """Where each part lives in a record's label vector: 'landmarks' (x1, y1, x2, y2, ...
+    divided by the crop size), then one 0-based class id per task."""
+    layout = {"landmarks": slice(0, 2 * scheme.count)}
+    if with_attributes:
+        for i, task in enumerate(TASKS):
+            start = 2 * scheme.count + i
+            layout[task.name] = slice(start, start + 1)
+    return layout
+
+
+def label_dim(scheme: LandmarkScheme, with_attributes: bool = True) -> int:
+    return 2 * scheme.count + (len(TASKS) if with_attributes else 0)

@@ -1,0 +1,252 @@
+"""tools/make_lmdb.py and the library behind it, on a small synthetic MTFL-style dataset."""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import REPO, run
+from tcdcn.augment import AugmentConfig
+from tcdcn.datasets import DataError
+from tcdcn.lmdb_build import BuildConfig, build
+from tcdcn.lmdb_io import decode_datum, read_lmdb
+
+N_FACES = 24
+NO_AUGMENT = AugmentConfig(max_angle=0, min_scale=1, max_scale=1, max_shift=0, mirror_p=0,
+                           jpeg_p=0, max_brightness=0, max_contrast=0)
+
+
+def face_points(rng) -> np.ndarray:
+    """Five well separated points inside a 40x40 box at (30, 20)-(70, 60)."""
+    base = np.array([[42, 32], [58, 32], [50, 42], [43, 51], [57, 51]], float)
+    return base + rng.uniform(-1.5, 1.5, size=base.shape)
+
+
+@pytest.fixture
+def dataset(tmp_path) -> Path:
+    """root/MTFL/{training.txt, lfw_5590/*.jpg} and root/CNN_FacePoint/trainImageList.txt,
+    in the released formats (1-based MTFL points, 0-based CNN_FacePoint, CRLF, backslashes)."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "data"
+    (root / "MTFL" / "lfw_5590").mkdir(parents=True)
+    (root / "CNN_FacePoint").mkdir()
+    mtfl, boxes = [], []
+    for i in range(N_FACES):
+        name = f"Person_{chr(65 + i % 26)}{i}_0001.jpg"
+        pts = face_points(rng)
+        img = np.full((100, 110), 40, np.uint8)
+        for x, y in pts:
+            cv2.circle(img, (int(round(x)), int(round(y))), 2, 250, -1)
+        cv2.imwrite(str(root / "MTFL" / "lfw_5590" / name), img, [cv2.IMWRITE_JPEG_QUALITY, 98])
+        rel = f"lfw_5590\\{name}"
+        xs, ys = " ".join(f"{v + 1:.6f}" for v in pts[:, 0]), " ".join(f"{v + 1:.6f}" for v in pts[:, 1])
+        attrs = f"{1 + i % 2} {1 + (i // 2) % 2} 2 {1 + i % 5}"
+        mtfl.append(f" {rel} {xs} {ys} {attrs}\r\n")
+        inter = " ".join(f"{x:.6f} {y:.6f}" for x, y in pts)
+        boxes.append(f"{rel} 30 70 20 60 {inter}\r\n")
+    (root / "MTFL" / "training.txt").write_text("".join(mtfl) + "\r\n", newline="")
+    (root / "CNN_FacePoint" / "trainImageList.txt").write_text("".join(boxes), newline="")
+    return root
+
+
+def config(dataset: Path, out: Path, **kw) -> BuildConfig:
+    base = BuildConfig(dataset="mtfl", root=dataset, out=out, samples=200, val_fraction=0.25,
+                       seed=3, workers=2)
+    return replace(base, **kw)
+
+
+def records(path: Path):
+    return [decode_datum(v) for _, v in read_lmdb(path)]
+
+
+def find_dots(img: np.ndarray) -> np.ndarray:
+    _, _, _, centroids = cv2.connectedComponentsWithStats((img > 140).astype(np.uint8))
+    return centroids[1:]
+
+
+def test_build_writes_train_val_and_manifest(dataset, tmp_path):
+    out = tmp_path / "out"
+    manifest = build(config(dataset, out))
+    c = manifest["counts"]
+    assert (c["train_faces"], c["val_faces"]) == (18, 6)
+    assert c["train_records"] == 200 and c["val_records"] == 6
+    assert manifest["label_dim"] == 14 and manifest["label_layout"]["pose"] == [13, 14]
+    assert set(manifest["sources"]) == {str(dataset / "MTFL" / "training.txt"),
+                                        str(dataset / "CNN_FacePoint" / "trainImageList.txt")}
+    assert json.loads((out / "manifest.json").read_text()) == manifest
+    train = records(out / "train_lmdb")
+    assert len(train) == 200
+    image, labels, _ = train[0]
+    assert image.shape == (1, 40, 40) and image.dtype == np.uint8 and labels.shape == (14,)
+    assert all(0 <= v <= 4 for v in labels[10:])
+    val_names = [line.split("\t")[1].strip() for line in
+                 (out / "val_list.txt").read_text().splitlines()[1:]]
+    assert len(val_names) == 6 and len(set(val_names)) == 6
+    assert not list(tmp_path.glob(".out.*")), "no temporary folder is left"
+
+
+def test_plain_crops_put_dots_at_their_targets(dataset, tmp_path):
+    """Through both resamplings (canonical region, then crop) the dots drawn at the
+    landmarks are found at the label coordinates."""
+    out = tmp_path / "out"
+    build(config(dataset, out))
+    for image, labels, _ in records(out / "val_lmdb"):
+        expected = labels[:10].reshape(5, 2) * 40 - 0.5
+        found = find_dots(image[0])
+        assert len(found) == 5
+        for p in expected:
+            assert np.min(np.linalg.norm(found - p, axis=1)) < 0.75
+
+
+def test_output_is_a_shuffled_permutation_of_the_faces(dataset, tmp_path):
+    """Without augmentation and with as many samples as faces, the records are exactly
+    the plain crops of the faces, each once, in shuffled order."""
+    from tcdcn.lmdb_build import load_samples, plain_crop, prepare
+    out = tmp_path / "out"
+    build(config(dataset, out, samples=N_FACES, val_fraction=0.0, augment=NO_AUGMENT))
+    train = [labels[:10] for _, labels, _ in records(out / "train_lmdb")]
+    samples, _, _ = load_samples("mtfl", dataset)
+    plain = [plain_crop(prepare(s, 40, 1), 40)[1].ravel() for s in samples]
+    matches = [[i for i, p in enumerate(plain) if np.allclose(p, t, atol=1e-5)] for t in train]
+    assert all(len(m) == 1 for m in matches)
+    order = [m[0] for m in matches]
+    assert sorted(order) == list(range(N_FACES)), "every face exactly once"
+    assert order != list(range(N_FACES)), "shuffled"
+
+
+def test_same_seed_same_output_whatever_the_workers(dataset, tmp_path):
+    build(config(dataset, tmp_path / "a", workers=1))
+    build(config(dataset, tmp_path / "b", workers=2))
+    build(config(dataset, tmp_path / "c", workers=2, seed=4))
+    a, b, c = (list(read_lmdb(tmp_path / x / "train_lmdb")) for x in "abc")
+    assert a == b
+    assert a != c
+
+
+def test_augmented_landmarks_stay_in_the_crop(dataset, tmp_path):
+    out = tmp_path / "out"
+    manifest = build(config(dataset, out, samples=400))
+    margin = manifest["augmentation"]["keep_margin"]
+    pts = np.array([labels[:10] for _, labels, _ in records(out / "train_lmdb")])
+    assert pts.min() >= -margin and pts.max() <= 1 + margin
+    # mirroring happened, and swapped the pose labels with it
+    poses = np.array([labels[13] for _, labels, _ in records(out / "train_lmdb")])
+    assert set(poses.astype(int)) == {0, 1, 2, 3, 4}
+
+
+# -- bad input ------------------------------------------------------------------------------
+
+def list_lines(dataset: Path) -> list[str]:
+    with open(dataset / "MTFL" / "training.txt", newline="") as f:
+        return f.read().splitlines(keepends=True)
+
+
+def break_line(dataset: Path, index: int, new: str | None = None, image_bytes: bytes | None = None):
+    lines = list_lines(dataset)
+    if new is not None:
+        lines[index] = new
+    (dataset / "MTFL" / "training.txt").write_text("".join(lines), newline="")
+    if image_bytes is not None:
+        rel = lines[index].split()[0].replace("\\", "/")
+        (dataset / "MTFL" / rel).write_bytes(image_bytes)
+
+
+@pytest.mark.parametrize("case,message", [
+    ("missing", r"training.txt:3: image .* not found"),
+    ("corrupt", r"training.txt:3: image .* cannot be decoded"),
+    ("malformed", r"training.txt:3: expected 15 fields"),
+    ("label", r"training.txt:3: smile label 7 out of range"),
+    ("far", r"training.txt:3: point 1 \(900.0, [0-9.]+\) is far outside the 110x100 image"),
+])
+def test_bad_input_names_file_and_line_and_leaves_nothing(dataset, tmp_path, case, message):
+    line = list_lines(dataset)[2]
+    fields = line.split()
+    if case == "missing":
+        (dataset / "MTFL" / fields[0].replace("\\", "/")).unlink()
+    elif case == "corrupt":
+        break_line(dataset, 2, image_bytes=b"not a jpeg at all")
+    elif case == "malformed":
+        break_line(dataset, 2, " " + " ".join(fields[:-1]) + "\r\n")
+    elif case == "label":
+        fields[12] = "7"
+        break_line(dataset, 2, " " + " ".join(fields) + "\r\n")
+    elif case == "far":
+        fields[1] = "901"
+        break_line(dataset, 2, " " + " ".join(fields) + "\r\n")
+    out = tmp_path / "out"
+    with pytest.raises(DataError, match=message):
+        build(config(dataset, out, val_fraction=0.0))
+    assert not out.exists()
+    # --skip-bad: counted and listed instead
+    manifest = build(config(dataset, out, val_fraction=0.0, skip_bad=True))
+    assert manifest["skipped"]["count"] == 1
+    assert "training.txt:3" in manifest["skipped"]["items"][0]
+    assert manifest["counts"]["train_faces"] == N_FACES - 1
+
+
+def test_interrupted_run_leaves_nothing(dataset, tmp_path):
+    class Interrupt:
+        def __init__(self, total):
+            self.seen = 0
+
+        def update(self, n):
+            self.seen += n
+            if self.seen > 100:
+                raise KeyboardInterrupt
+
+        def close(self):
+            pass
+
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        build(config(dataset, out, samples=3000), progress=Interrupt)
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["data"], "no temporary folder is left"
+
+
+def test_existing_output_is_not_overwritten(dataset, tmp_path):
+    (tmp_path / "out").mkdir()
+    with pytest.raises(FileExistsError):
+        build(config(dataset, tmp_path / "out"))
+
+
+# -- the tool, and the records through the MultiLabelData layer ---------------------------
+
+def test_tool_end_to_end_with_preview(dataset, tmp_path, python_exe):
+    out = tmp_path / "out"
+    res = run([python_exe, REPO / "tools" / "make_lmdb.py", "--dataset", "mtfl", "--root", dataset,
+               "--out", out, "--samples", "300", "--preview", "8", "--workers", "2"])
+    assert res.returncode == 0, res.stderr
+    assert "300 records" in res.stdout and "samples/s" in res.stdout
+    assert cv2.imread(str(out / "preview.png")) is not None
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "make_lmdb.py" in manifest["command"] and "--samples 300" in manifest["command"]
+    break_line(dataset, 5, " bad line\r\n")
+    res = run([python_exe, REPO / "tools" / "make_lmdb.py", "--dataset", "mtfl", "--root", dataset,
+               "--out", tmp_path / "out2", "--samples", "10"])
+    assert res.returncode == 1
+    assert "training.txt:6: expected 15 fields" in res.stderr
+    assert not (tmp_path / "out2").exists()
+
+
+@pytest.mark.caffe
+def test_records_read_back_through_multilabel_data_layer(dataset, tmp_path, caffe):
+    out = tmp_path / "out"
+    build(config(dataset, out, samples=50))
+    written = records(out / "train_lmdb")
+    (tmp_path / "net.prototxt").write_text(f"""
+layer {{ name: "d" type: "MultiLabelData" top: "data" top: "label"
+  multilabel_data_param {{ source: "{out / 'train_lmdb'}" batch_size: 10 label_dim: 14 }} }}
+""")
+    net = caffe.Net(str(tmp_path / "net.prototxt"), caffe.TRAIN)
+    for batch in range(5):
+        net.forward()
+        for item in range(10):
+            image, labels, _ = written[batch * 10 + item]
+            np.testing.assert_array_equal(net.blobs["data"].data[item], image)
+            np.testing.assert_allclose(net.blobs["label"].data[item], labels, rtol=0, atol=0)
