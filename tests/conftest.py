@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -41,3 +43,39 @@ def run(cmd, **kwargs) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="session")
 def python_exe() -> str:
     return sys.executable
+
+
+N_FACES = 24
+
+
+def face_points(rng) -> np.ndarray:
+    """Five well separated points inside a 40x40 box at (30, 20)-(70, 60)."""
+    base = np.array([[42, 32], [58, 32], [50, 42], [43, 51], [57, 51]], float)
+    return base + rng.uniform(-1.5, 1.5, size=base.shape)
+
+
+@pytest.fixture
+def dataset(tmp_path) -> Path:
+    """root/MTFL/{training.txt, lfw_5590/*.jpg} and root/CNN_FacePoint/trainImageList.txt,
+    in the released formats (1-based MTFL points, 0-based CNN_FacePoint, CRLF, backslashes)."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "data"
+    (root / "MTFL" / "lfw_5590").mkdir(parents=True)
+    (root / "CNN_FacePoint").mkdir()
+    mtfl, boxes = [], []
+    for i in range(N_FACES):
+        name = f"Person_{chr(65 + i % 26)}{i}_0001.jpg"
+        pts = face_points(rng)
+        img = np.full((100, 110), 40, np.uint8)
+        for x, y in pts:
+            cv2.circle(img, (int(round(x)), int(round(y))), 2, 250, -1)
+        cv2.imwrite(str(root / "MTFL" / "lfw_5590" / name), img, [cv2.IMWRITE_JPEG_QUALITY, 98])
+        rel = f"lfw_5590\\{name}"
+        xs, ys = " ".join(f"{v + 1:.6f}" for v in pts[:, 0]), " ".join(f"{v + 1:.6f}" for v in pts[:, 1])
+        attrs = f"{1 + i % 2} {1 + (i // 2) % 2} 2 {1 + i % 5}"
+        mtfl.append(f" {rel} {xs} {ys} {attrs}\r\n")
+        inter = " ".join(f"{x:.6f} {y:.6f}" for x, y in pts)
+        boxes.append(f"{rel} 30 70 20 60 {inter}\r\n")
+    (root / "MTFL" / "training.txt").write_text("".join(mtfl) + "\r\n", newline="")
+    (root / "CNN_FacePoint" / "trainImageList.txt").write_text("".join(boxes), newline="")
+    return root

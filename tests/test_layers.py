@@ -146,3 +146,18 @@ random_seed: 7
     last_lm, last_cl = mean_losses(20)
     assert last_lm < 0.25 * first_lm, (first_lm, last_lm)
     assert last_cl < 0.5 * first_cl, (first_cl, last_cl)
+
+
+@pytest.mark.slow
+def test_synthetic_check_tool_trains_from_the_shell(tmp_path, python_exe):
+    """tools/synthetic_check.py: LMDB -> caffe train -> pycaffe, with a measured error."""
+    import json
+    from conftest import REPO
+    out = run([python_exe, REPO / "tools" / "synthetic_check.py", "--out", tmp_path,
+               "--train", "2048", "--test", "128", "--iters", "800"])
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    report = json.loads((tmp_path / "demo.json").read_text())
+    assert report["last_loss"] < 0.2 * report["first_loss"]
+    assert report["point_error_px"]["mean"] < 1.0      # dots are 1.5 px wide, image 16 px
+    assert report["class_accuracy"] > 0.9
+    assert (tmp_path / "demo.png").is_file()

@@ -16,42 +16,9 @@ from tcdcn.datasets import DataError
 from tcdcn.lmdb_build import BuildConfig, build
 from tcdcn.lmdb_io import decode_datum, read_lmdb
 
-N_FACES = 24
+from conftest import N_FACES
 NO_AUGMENT = AugmentConfig(max_angle=0, min_scale=1, max_scale=1, max_shift=0, mirror_p=0,
                            jpeg_p=0, max_brightness=0, max_contrast=0)
-
-
-def face_points(rng) -> np.ndarray:
-    """Five well separated points inside a 40x40 box at (30, 20)-(70, 60)."""
-    base = np.array([[42, 32], [58, 32], [50, 42], [43, 51], [57, 51]], float)
-    return base + rng.uniform(-1.5, 1.5, size=base.shape)
-
-
-@pytest.fixture
-def dataset(tmp_path) -> Path:
-    """root/MTFL/{training.txt, lfw_5590/*.jpg} and root/CNN_FacePoint/trainImageList.txt,
-    in the released formats (1-based MTFL points, 0-based CNN_FacePoint, CRLF, backslashes)."""
-    rng = np.random.default_rng(0)
-    root = tmp_path / "data"
-    (root / "MTFL" / "lfw_5590").mkdir(parents=True)
-    (root / "CNN_FacePoint").mkdir()
-    mtfl, boxes = [], []
-    for i in range(N_FACES):
-        name = f"Person_{chr(65 + i % 26)}{i}_0001.jpg"
-        pts = face_points(rng)
-        img = np.full((100, 110), 40, np.uint8)
-        for x, y in pts:
-            cv2.circle(img, (int(round(x)), int(round(y))), 2, 250, -1)
-        cv2.imwrite(str(root / "MTFL" / "lfw_5590" / name), img, [cv2.IMWRITE_JPEG_QUALITY, 98])
-        rel = f"lfw_5590\\{name}"
-        xs, ys = " ".join(f"{v + 1:.6f}" for v in pts[:, 0]), " ".join(f"{v + 1:.6f}" for v in pts[:, 1])
-        attrs = f"{1 + i % 2} {1 + (i // 2) % 2} 2 {1 + i % 5}"
-        mtfl.append(f" {rel} {xs} {ys} {attrs}\r\n")
-        inter = " ".join(f"{x:.6f} {y:.6f}" for x, y in pts)
-        boxes.append(f"{rel} 30 70 20 60 {inter}\r\n")
-    (root / "MTFL" / "training.txt").write_text("".join(mtfl) + "\r\n", newline="")
-    (root / "CNN_FacePoint" / "trainImageList.txt").write_text("".join(boxes), newline="")
-    return root
 
 
 def config(dataset: Path, out: Path, **kw) -> BuildConfig:
@@ -84,10 +51,13 @@ def test_build_writes_train_val_and_manifest(dataset, tmp_path):
     image, labels, _ = train[0]
     assert image.shape == (1, 40, 40) and image.dtype == np.uint8 and labels.shape == (14,)
     assert all(0 <= v <= 4 for v in labels[10:])
-    val_names = [line.split("\t")[1].strip() for line in
-                 (out / "val_list.txt").read_text().splitlines()[1:]]
-    assert len(val_names) == 6 and len(set(val_names)) == 6
+    val_lines = (out / "val_list.txt").read_text().splitlines()
+    assert len(val_lines) == 6 and all(len(line.split()) == 15 for line in val_lines)
     assert not list(tmp_path.glob(".out.*")), "no temporary folder is left"
+    # the list reproduces the split; its faces are the held-out ones and in no training record
+    again = build(config(dataset, tmp_path / "again", val_list=out / "val_list.txt"))
+    assert again["counts"]["val_faces"] == 6
+    assert (tmp_path / "again" / "val_list.txt").read_text() == (out / "val_list.txt").read_text()
 
 
 def test_plain_crops_put_dots_at_their_targets(dataset, tmp_path):

@@ -11,6 +11,7 @@ result depends only on the seed (not on the number of workers).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -68,7 +69,10 @@ def load_samples(dataset: str, root: Path, list_path: Path | None = None,
     for s in samples:
         if s.box is None:
             s.box = box_from_landmarks(s.landmarks, MTFL_BOX_RULE)
+            s.extra["box_from"] = "landmarks"
             derived += 1
+        else:
+            s.extra["box_from"] = "list"
         if len(s.landmarks) != scheme.count:
             raise DataError(f"{s.source}: {len(s.landmarks)} points, the {scheme.name} "
                             f"scheme has {scheme.count}")
@@ -101,9 +105,22 @@ def split_by_group(samples: list[Sample], val_fraction: float, seed: int,
     return train, val
 
 
+@functools.lru_cache(maxsize=8)
+def _file_lines(path: str) -> tuple[str, ...]:
+    with open(path, newline="") as f:
+        return tuple(f.read().splitlines())
+
+
+def source_line(sample: Sample) -> str:
+    """The list line a sample was read from (without its line ending and leading spaces)."""
+    path, lineno = sample.source.rsplit(":", 1)
+    return _file_lines(path)[int(lineno) - 1].strip()
+
+
 def read_val_list(path: Path, samples: list[Sample]) -> set[str]:
-    """Groups of the faces named (by image path, as in the list) in a validation list."""
-    names = {line.strip().replace("\\", "/") for line in path.read_text().splitlines()
+    """Groups of the faces named in a validation list: lines whose first field is an
+    image path as the list writes it (a val_list.txt written by this tool is one)."""
+    names = {line.split()[0].replace("\\", "/") for line in path.read_text().splitlines()
              if line.strip() and not line.startswith("#")}
     groups = {s.group for s in samples if any(str(s.image).endswith(n) for n in names)}
     if not groups:
@@ -370,9 +387,9 @@ def build(cfg: BuildConfig, progress=None) -> dict:
                     image = image.transpose(2, 0, 1)
                 yield encode_datum(image, label_vector(targets, face.attributes))
         n_val = write_lmdb(tmp / "val_lmdb", val_records())
-        (tmp / "val_list.txt").write_text(
-            "# validation faces (held out of train_lmdb), one per line: source line\n"
-            + "".join(f"{s.source}\t{s.image}\n" for s in val_used))
+        # The validation faces' own lines, in the list's format, so that evaluate.py can
+        # read them as it reads the original list (same --dataset and --root).
+        (tmp / "val_list.txt").write_text("".join(source_line(s) + "\n" for s in val_used))
 
         # training: N augmented samples, shuffled across the whole database
         set_job(faces_train, n=cfg.samples, seed=cfg.seed, size=cfg.size, scheme=scheme,

@@ -1,0 +1,120 @@
+"""Face detection with OpenCV's bundled Haar cascades (frontal, and profile both ways),
+calibrated to the training box convention.
+
+Detector boxes are not the boxes the model was trained on. A calibration, fitted on the
+training faces (detections matched to their CNN_FacePoint boxes), maps a detection to the
+training convention: centre += (dx, dy) * side, side *= scale. It is stored with the model.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Calibration:
+    dx: float = 0.0
+    dy: float = 0.0
+    scale: float = 1.0
+    n_faces: int = 0
+    fitted_on: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def apply(self, boxes: np.ndarray) -> np.ndarray:
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        side = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+        cx = (boxes[:, 0] + boxes[:, 2]) / 2 + self.dx * side
+        cy = (boxes[:, 1] + boxes[:, 3]) / 2 + self.dy * side
+        half = side * self.scale / 2
+        return np.stack([cx - half, cy - half, cx + half, cy + half], axis=1)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
+    x1, y1 = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float = 0.3) -> list[int]:
+    order = list(np.argsort(-scores))
+    keep = []
+    while order:
+        i = order.pop(0)
+        keep.append(i)
+        order = [j for j in order if iou(boxes[i], boxes[j]) < threshold]
+    return keep
+
+
+class HaarDetector:
+    """Frontal + profile (both directions) Haar cascades, merged by non-maximum suppression."""
+
+    def __init__(self, calibration: Calibration | None = None, min_size: int = 20):
+        base = cv2.data.haarcascades
+        self.frontal = cv2.CascadeClassifier(base + "haarcascade_frontalface_default.xml")
+        self.profile = cv2.CascadeClassifier(base + "haarcascade_profileface.xml")
+        if self.frontal.empty() or self.profile.empty():
+            raise RuntimeError(f"OpenCV's Haar cascades are missing from {base}")
+        self.calibration = calibration or Calibration()
+        self.min_size = min_size
+
+    def _run(self, cascade, grey) -> tuple[np.ndarray, np.ndarray]:
+        rects, _, weights = cascade.detectMultiScale3(
+            grey, scaleFactor=1.1, minNeighbors=4, minSize=(self.min_size, self.min_size),
+            outputRejectLevels=True)
+        if len(rects) == 0:
+            return np.zeros((0, 4)), np.zeros(0)
+        rects = np.asarray(rects, dtype=np.float64)
+        boxes = np.stack([rects[:, 0], rects[:, 1], rects[:, 0] + rects[:, 2],
+                          rects[:, 1] + rects[:, 3]], axis=1)
+        return boxes, np.asarray(weights, dtype=np.float64).ravel()
+
+    def raw(self, grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Uncalibrated boxes (left, top, right, bottom) and scores, best first."""
+        w = grey.shape[1]
+        fb, fs = self._run(self.frontal, grey)
+        pb, ps = self._run(self.profile, grey)
+        qb, qs = self._run(self.profile, cv2.flip(grey, 1))
+        if len(qb):
+            qb = np.stack([w - qb[:, 2], qb[:, 1], w - qb[:, 0], qb[:, 3]], axis=1)
+        # profile scores are on another scale: rank them below frontal detections
+        boxes = np.concatenate([fb, pb, qb])
+        scores = np.concatenate([fs + 100.0, ps, qs])
+        if len(boxes) == 0:
+            return boxes, scores
+        keep = nms(boxes, scores)
+        return boxes[keep], scores[keep]
+
+    def __call__(self, grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        boxes, scores = self.raw(grey)
+        return self.calibration.apply(boxes), scores
+
+
+def fit_calibration(detector: HaarDetector, images: list[np.ndarray], boxes: list[np.ndarray],
+                    fitted_on: str = "", min_iou: float = 0.3) -> Calibration:
+    """Medians of (true centre - detected centre) / detected side and true side / detected
+    side over faces whose best-overlapping detection has IoU >= min_iou."""
+    dxs, dys, scales = [], [], []
+    for grey, truth in zip(images, boxes):
+        found, _ = detector.raw(grey)
+        if len(found) == 0:
+            continue
+        overlaps = [iou(f, truth) for f in found]
+        best = int(np.argmax(overlaps))
+        if overlaps[best] < min_iou:
+            continue
+        f = found[best]
+        side = max(f[2] - f[0], f[3] - f[1])
+        tside = max(truth[2] - truth[0], truth[3] - truth[1])
+        dxs.append(((truth[0] + truth[2]) - (f[0] + f[2])) / 2 / side)
+        dys.append(((truth[1] + truth[3]) - (f[1] + f[3])) / 2 / side)
+        scales.append(tside / side)
+    if not scales:
+        raise ValueError("no detections matched a true box: cannot calibrate")
+    return Calibration(dx=float(np.median(dxs)), dy=float(np.median(dys)),
+                       scale=float(np.median(scales)), n_faces=len(scales), fitted_on=fitted_on)

@@ -1,0 +1,130 @@
+"""Evaluate a model on a face list: landmarks (NME, failures, AUC, CED) and attributes.
+
+Boxes: `list` uses the list's own boxes; `landmarks` derives them from the true points with
+the calibrated rule of boxes.py (as for training faces without boxes); `detector` runs the
+Haar detector (calibrated with the model's stored calibration) and takes, for each face,
+the detection that overlaps its landmark-derived box most; a face whose best detection
+overlaps less than MIN_IOU is a miss and counts as a failure.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from tcdcn.boxes import box_from_landmarks
+from tcdcn.datasets import DataError, Sample
+from tcdcn.detect import Calibration, HaarDetector, iou
+from tcdcn.metrics import attribute_report, landmark_report
+from tcdcn.schemes import IBUG68_PUPILS, TASKS
+
+MIN_IOU = 0.3
+
+
+def boxes_for(samples: list[Sample], mode: str, detector=None,
+              images: dict | None = None) -> list[np.ndarray | None]:
+    if mode == "list":
+        missing = [s.source for s in samples
+                   if s.box is None or s.extra.get("box_from", "list") != "list"]
+        if missing:
+            raise DataError(f"{missing[0]}: the list has no box for this face "
+                            f"({len(missing)} faces); use --boxes landmarks or detector")
+        return [s.box for s in samples]
+    if mode == "landmarks":
+        return [box_from_landmarks(s.landmarks) for s in samples]
+    if mode == "detector":
+        out = []
+        cache: dict = {}
+        for s in samples:
+            key = str(s.image)
+            if key not in cache:
+                cache[key] = detector(images[key])[0]
+            found = cache[key]
+            ref = box_from_landmarks(s.landmarks)
+            if len(found) == 0:
+                out.append(None)
+                continue
+            overlaps = [iou(f, ref) for f in found]
+            best = int(np.argmax(overlaps))
+            out.append(found[best] if overlaps[best] >= MIN_IOU else None)
+        return out
+    raise ValueError(f"unknown box mode {mode!r}")
+
+
+def evaluate(model, samples: list[Sample], mode: str) -> dict:
+    """Run `model` (inference.LandmarkModel) on every face; the report as a dict."""
+    images = {}
+    for s in samples:
+        key = str(s.image)
+        if key not in images:
+            image = cv2.imread(key, cv2.IMREAD_GRAYSCALE)
+            if image is None:
+                raise DataError(f"{s.source}: image {s.image} cannot be read")
+            images[key] = image
+    detector = None
+    if mode == "detector":
+        detector = HaarDetector(Calibration(**model.meta["detector_calibration"]["haar"]))
+    boxes = boxes_for(samples, mode, detector, images)
+    k = model.scheme.count
+    pred = np.full((len(samples), k, 2), np.nan)
+    attr_pred = {t.name: np.full(len(samples), -1) for t in model.tasks}
+    by_image = defaultdict(list)
+    for i, (s, b) in enumerate(zip(samples, boxes)):
+        if b is not None:
+            by_image[str(s.image)].append(i)
+    for key, idx in by_image.items():
+        faces = model.predict(images[key], np.array([boxes[i] for i in idx]))
+        for i, face in zip(idx, faces):
+            pred[i] = face.landmarks
+            for t in model.tasks:
+                attr_pred[t.name][i] = t.classes.index(face.attributes[t.name][0])
+    gt = np.array([s.landmarks for s in samples])
+    report = {"boxes": mode, **landmark_report(pred, gt, model.scheme)}
+    if model.scheme.count == 68:
+        report["inter_pupil"] = landmark_report(pred, gt, model.scheme, groups=IBUG68_PUPILS)
+    if all(s.attributes is not None for s in samples) and model.tasks:
+        found = ~np.isnan(pred).any(axis=(1, 2))
+        report["attributes"] = {}
+        for ti, t in enumerate(TASKS):
+            if t not in model.tasks:
+                continue
+            truth = np.array([s.attributes[ti] for s in samples])
+            report["attributes"][t.name] = attribute_report(attr_pred[t.name][found],
+                                                            truth[found], t.classes)
+    return report
+
+
+def plot_ced(reports: dict[str, dict], path: Path, title: str) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    for label, r in reports.items():
+        ax.plot(100 * np.array(r["ced"]["thresholds"]), r["ced"]["fraction"],
+                label=f"{label}: NME {r['nme_mean']:.2f}%, FR {r['failure_rate']:.1f}%, "
+                      f"AUC {r['auc_10']:.3f}")
+    ax.set_xlabel("NME (% of inter-ocular distance)")
+    ax.set_ylabel("fraction of faces")
+    ax.set_xlim(0, 10)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def format_table(report: dict) -> str:
+    lines = [f"faces {report['n_faces']}  (predicted {report['n_predicted']}, "
+             f"missed {report['misses']}; boxes: {report['boxes']})",
+             f"NME mean {report['nme_mean']:.2f}%  median {report['nme_median']:.2f}%  "
+             f"FR@10% {report['failure_rate']:.2f}%  AUC@10% {report['auc_10']:.4f}",
+             "per landmark: " + "  ".join(f"{k} {v:.2f}%" for k, v in report["per_landmark"].items())]
+    for name, a in report.get("attributes", {}).items():
+        lines.append(f"{name:8s} accuracy {a['accuracy']:.2f}%  (majority baseline "
+                     f"{a['majority_baseline']:.2f}%)  confusion {a['confusion']}")
+    return "\n".join(lines)

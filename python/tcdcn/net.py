@@ -1,0 +1,190 @@
+"""The TCDCN nets and solvers, built in one place with caffe.NetSpec.
+
+Architecture (ECCV 2014): 40x40x1 -> per-image z-score (MVN, inside the net so training
+and deployment normalise identically) -> ReLU (the write-up's; a switch) -> conv1 5x5x20 ->
+ReLU -> max-pool 2 -> conv2 3x3x48 -> ReLU -> pool -> conv3 3x3x64 -> ReLU -> pool ->
+conv4 2x2x80 (LocallyConnected by default; Convolution as a switch) -> ReLU -> fc5 256 ->
+ReLU -> heads: landmarks (2K, then tanh / absolute tanh / linear) and one softmax head per
+auxiliary task, weighted as in schemes.TASKS.
+
+Stages change only the heads' loss weights and learning rates and the solver's weight
+decay; layer names stay the same, so `-weights` carries a stage's snapshot into the next:
+  multitask: every task;  landmarks: auxiliary heads frozen with loss weight 0;
+  finetune: as landmarks, with weight decay 0.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+from tcdcn.schemes import LANDMARK_LOSS_WEIGHT, SCHEMES, TASKS, label_dim
+
+STAGES = ("multitask", "landmarks", "finetune")
+INPUT_SIZE = 40
+
+
+@dataclass(frozen=True)
+class NetOptions:
+    scheme: str = "5pt"
+    conv4: str = "locally_connected"       # or "convolution"
+    landmark_activation: str = "tanh"      # or "abs_tanh", "linear"
+    relu_after_norm: bool = True
+    auxiliary: bool = True                 # False: landmarks only (an ablation)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SolverOptions:
+    batch: int = 256
+    base_lr: float = 0.003
+    momentum: float = 0.9
+    weight_decay: float = 0.0005
+    test_interval: int = 500
+    max_iter: int = 20000
+    seed: int = 1
+
+
+def _trunk(n, L, P, data, opts: NetOptions):
+    n.norm = L.MVN(data, normalize_variance=True)
+    top = n.norm
+    if opts.relu_after_norm:
+        n.norm_relu = L.ReLU(n.norm, in_place=True)
+        top = n.norm_relu
+    filler = dict(type="xavier")
+    bias = dict(type="constant", value=0)
+    for i, (num, k) in enumerate(((20, 5), (48, 3), (64, 3)), start=1):
+        conv = L.Convolution(top, num_output=num, kernel_size=k, weight_filler=filler,
+                             bias_filler=bias)
+        setattr(n, f"conv{i}", conv)
+        setattr(n, f"relu{i}", L.ReLU(conv, in_place=True))
+        top = L.Pooling(getattr(n, f"relu{i}"), pool=P.Pooling.MAX, kernel_size=2, stride=2)
+        setattr(n, f"pool{i}", top)
+    if opts.conv4 == "locally_connected":
+        n.conv4 = L.LocallyConnected(top, num_output=80, kernel_size=2, weight_filler=filler,
+                                     bias_filler=bias)
+    elif opts.conv4 == "convolution":
+        n.conv4 = L.Convolution(top, num_output=80, kernel_size=2, weight_filler=filler,
+                                bias_filler=bias)
+    else:
+        raise ValueError(f"conv4 must be locally_connected or convolution, not {opts.conv4!r}")
+    n.relu4 = L.ReLU(n.conv4, in_place=True)
+    n.fc5 = L.InnerProduct(n.relu4, num_output=256, weight_filler=filler, bias_filler=bias)
+    n.relu5 = L.ReLU(n.fc5, in_place=True)
+    return n.relu5
+
+
+def _landmark_head(n, L, feat, opts: NetOptions):
+    scheme = SCHEMES[opts.scheme]
+    n.fc_landmarks = L.InnerProduct(feat, num_output=2 * scheme.count,
+                                    weight_filler=dict(type="xavier"),
+                                    bias_filler=dict(type="constant", value=0))
+    if opts.landmark_activation == "linear":
+        return n.fc_landmarks
+    if opts.landmark_activation not in ("tanh", "abs_tanh"):
+        raise ValueError(f"unknown landmark activation {opts.landmark_activation!r}")
+    n.landmarks_tanh = L.TanH(n.fc_landmarks)
+    if opts.landmark_activation == "tanh":
+        return n.landmarks_tanh
+    n.landmarks_abs = L.AbsVal(n.landmarks_tanh)
+    return n.landmarks_abs
+
+
+def train_net(train_source: str, val_source: str, stage: str, opts: NetOptions = NetOptions(),
+              batch: int = 256, val_batch: int = 100):
+    """The train/val net of a stage (MultiLabelData for TRAIN and TEST)."""
+    import caffe
+    from caffe import layers as L, params as P
+    from caffe.proto import caffe_pb2
+    if stage not in STAGES:
+        raise ValueError(f"stage must be one of {STAGES}")
+    scheme = SCHEMES[opts.scheme]
+    dim = label_dim(scheme, with_attributes=True)
+    n = caffe.NetSpec()
+    n.data, n.label = L.MultiLabelData(source=train_source, batch_size=batch, label_dim=dim,
+                                       ntop=2, include=dict(phase=caffe.TRAIN))
+    slices = [2 * scheme.count + i for i in range(len(TASKS))]
+    tops = L.Slice(n.label, slice_point=slices, axis=1, ntop=1 + len(TASKS))
+    n.landmark_target = tops[0]
+    for task, top in zip(TASKS, tops[1:]):
+        setattr(n, f"{task.name}_label", top)
+    feat = _trunk(n, L, P, n.data, opts)
+    pred = _landmark_head(n, L, feat, opts)
+    n.landmark_loss = L.EuclideanLoss(pred, n.landmark_target, loss_weight=LANDMARK_LOSS_WEIGHT)
+    aux_on = opts.auxiliary and stage == "multitask"
+    for task in TASKS:
+        if not opts.auxiliary:
+            # Still consume the label blob, so Caffe does not print it as an output.
+            setattr(n, f"{task.name}_silence", L.Silence(getattr(n, f"{task.name}_label"), ntop=0))
+            continue
+        mult = 1 if aux_on else 0
+        fc = L.InnerProduct(feat, num_output=len(task.classes),
+                            weight_filler=dict(type="xavier"),
+                            bias_filler=dict(type="constant", value=0),
+                            param=[dict(lr_mult=mult, decay_mult=mult),
+                                   dict(lr_mult=mult, decay_mult=0)])
+        setattr(n, f"fc_{task.name}", fc)
+        label = getattr(n, f"{task.name}_label")
+        setattr(n, f"{task.name}_loss", L.SoftmaxWithLoss(
+            fc, label, loss_weight=task.loss_weight if aux_on else 0))
+        setattr(n, f"{task.name}_accuracy", L.Accuracy(fc, label, include=dict(phase=caffe.TEST)))
+    proto = n.to_proto()
+    proto.name = f"tcdcn_{opts.scheme}_{stage}"
+    # The TEST data layer: the same tops, from the validation LMDB.
+    test_data = caffe_pb2.LayerParameter()
+    test_data.CopyFrom(proto.layer[0])
+    test_data.name = "data_val"
+    test_data.multilabel_data_param.source = val_source
+    test_data.multilabel_data_param.batch_size = val_batch
+    del test_data.include[:]
+    test_data.include.add().phase = caffe.TEST
+    proto.layer.insert(1, test_data)
+    return proto
+
+
+def deploy_net(opts: NetOptions = NetOptions(), batch: int = 1):
+    """Input batch x 1 x 40 x 40 (grey, 0..255); outputs `landmarks` (2K values, crop units,
+    x1 y1 x2 y2 ...) and `<task>_prob` per auxiliary task."""
+    import caffe
+    from caffe import layers as L, params as P
+    n = caffe.NetSpec()
+    n.data = L.Input(shape=dict(dim=[batch, 1, INPUT_SIZE, INPUT_SIZE]))
+    feat = _trunk(n, L, P, n.data, opts)
+    pred = _landmark_head(n, L, feat, opts)
+    n.landmarks = L.Power(pred, power=1, scale=1, shift=0)  # a stable output name
+    if opts.auxiliary:
+        for task in TASKS:
+            fc = L.InnerProduct(feat, num_output=len(task.classes))
+            setattr(n, f"fc_{task.name}", fc)
+            setattr(n, f"{task.name}_prob", L.Softmax(fc))
+    proto = n.to_proto()
+    proto.name = f"tcdcn_{opts.scheme}_deploy"
+    return proto
+
+
+def solver(net_path: str, stage: str, snapshot_prefix: str, test_iter: int,
+           opts: SolverOptions = SolverOptions()):
+    """The solver of a stage: fixed lr, momentum, weight decay (0 when finetuning),
+    a snapshot at every test so the best one by validation can be kept."""
+    from caffe.proto import caffe_pb2
+    s = caffe_pb2.SolverParameter()
+    s.net = net_path
+    s.test_iter.append(test_iter)
+    s.test_interval = opts.test_interval
+    s.test_initialization = False
+    s.base_lr = opts.base_lr
+    s.lr_policy = "fixed"
+    s.momentum = opts.momentum
+    s.weight_decay = 0.0 if stage == "finetune" else opts.weight_decay
+    s.display = 100
+    s.average_loss = 100
+    s.max_iter = opts.max_iter
+    s.snapshot = opts.test_interval
+    s.snapshot_prefix = snapshot_prefix
+    s.solver_mode = caffe_pb2.SolverParameter.CPU
+    s.random_seed = opts.seed
+    return s
+
+
+def variant(opts: NetOptions, **changes) -> NetOptions:
+    return replace(opts, **changes)

@@ -1,0 +1,117 @@
+"""The net generator, the committed prototxt (golden), and the metrics."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import REPO, run
+from tcdcn.metrics import attribute_report, landmark_report
+from tcdcn.schemes import FIVE_POINT, TASKS
+from tcdcn.training import LogParser, StopRule, aux_measure
+
+pytestmark = pytest.mark.caffe
+
+
+def test_committed_prototxt_match_the_generator(python_exe):
+    out = run([python_exe, REPO / "tools" / "gen_prototxt.py", "--check"])
+    assert out.returncode == 0, out.stderr
+
+
+def test_generator_check_fails_on_a_hand_edit(python_exe, tmp_path):
+    import shutil
+    shutil.copytree(REPO / "prototxt", tmp_path / "prototxt")
+    deploy = tmp_path / "prototxt" / "tcdcn_5pt" / "deploy.prototxt"
+    deploy.write_text(deploy.read_text().replace("num_output: 80", "num_output: 81"))
+    out = run([python_exe, REPO / "tools" / "gen_prototxt.py", "--check", "--out",
+               tmp_path / "prototxt"])
+    assert out.returncode == 1 and "deploy.prototxt" in out.stderr
+
+
+def test_deploy_net_shapes_and_outputs(caffe, tmp_path):
+    from tcdcn.net import NetOptions, deploy_net
+    for opts in (NetOptions(), NetOptions(conv4="convolution", landmark_activation="abs_tanh",
+                                          relu_after_norm=False)):
+        (tmp_path / "d.prototxt").write_text(str(deploy_net(opts, batch=3)))
+        net = caffe.Net(str(tmp_path / "d.prototxt"), caffe.TEST)
+        net.blobs["data"].data[...] = np.random.default_rng(0).integers(0, 256, (3, 1, 40, 40))
+        out = net.forward()
+        assert out["landmarks"].shape == (3, 10)
+        assert net.blobs["conv4"].data.shape == (3, 80, 2, 2)
+        for t in TASKS:
+            p = out[f"{t.name}_prob"]
+            assert p.shape == (3, len(t.classes))
+            np.testing.assert_allclose(p.sum(axis=1), 1, rtol=1e-5)
+        if opts.landmark_activation == "abs_tanh":
+            assert (out["landmarks"] >= 0).all()
+
+
+def test_stages_differ_only_in_aux_heads(caffe):
+    from tcdcn.net import train_net
+    multi = train_net("t", "v", "multitask")
+    land = train_net("t", "v", "landmarks")
+    names = [l.name for l in multi.layer]
+    assert names == [l.name for l in land.layer], "layer names carry weights across stages"
+    for a, b in zip(multi.layer, land.layer):
+        if a.name.endswith("_loss") and a.name != "landmark_loss":
+            task = next(t for t in TASKS if a.name == f"{t.name}_loss")
+            assert list(a.loss_weight) == [pytest.approx(task.loss_weight)]
+            assert list(b.loss_weight) == [0]
+        elif a.name.startswith("fc_") and a.name != "fc_landmarks":
+            assert [p.lr_mult for p in a.param] == [1, 1] and [p.lr_mult for p in b.param] == [0, 0]
+        else:
+            assert a == b, a.name
+
+
+def test_metrics_on_known_errors():
+    gt = np.array([[[10, 10], [20, 10], [15, 15], [11, 20], [19, 20]]], float).repeat(4, axis=0)
+    pred = gt.copy()
+    pred[1, :, 0] += 1.0     # 1 px everywhere: NME 10% of a 10 px inter-ocular distance
+    pred[2, 0, 0] += 5.0     # one point 5 px off: NME 10%, failure only if > 10%
+    pred[3] = np.nan         # a miss
+    r = landmark_report(pred, gt, FIVE_POINT)
+    assert r["n_predicted"] == 3 and r["misses"] == 1
+    assert r["nme_mean"] == pytest.approx((0 + 10 + 10) / 3)
+    assert r["failure_rate"] == pytest.approx(25.0)   # only the miss exceeds 10%
+    assert r["per_landmark"]["left_eye"] == pytest.approx((0 + 10 + 50) / 3)
+    assert 0 < r["auc_10"] < 0.75
+
+
+def test_attribute_report():
+    r = attribute_report(np.array([0, 1, 1, 1]), np.array([0, 1, 0, 0]), ("a", "b"))
+    assert r["accuracy"] == 50.0 and r["majority_baseline"] == 75.0
+    assert r["confusion"] == [[1, 2], [0, 1]]
+
+
+def test_stop_rule():
+    rule = StopRule(patience=2, smooth=1)
+    assert not rule.should_stop([5, 4, 3])
+    assert not rule.should_stop([5, 4, 3, 3.5])
+    assert rule.should_stop([5, 4, 3, 3.5, 3.2])
+    smooth = StopRule(patience=2, smooth=3)
+    # a single noisy dip does not reset the smoothed best
+    assert smooth.smoothed([3, 3, 0, 3]) == pytest.approx([3, 3, 2, 2])
+
+
+LOG = """I1126 solver.cpp:239] Iteration 100 (4.6 iter/s, 21.6s/100 iters), loss = 0.5
+I1126 solver.cpp:258]     Train net output #0: gender_loss = 0.67 (* 0.1 = 0.067 loss)
+I1126 solver.cpp:258]     Train net output #2: landmark_loss = 0.06 (* 1 = 0.06 loss)
+I1126 sgd_solver.cpp:112] Iteration 100, lr = 0.003
+I1126 solver.cpp:464] Snapshotting to binary proto file x_iter_200.caffemodel
+I1126 sgd_solver.cpp:284] Snapshotting solver state to binary proto file x_iter_200.solverstate
+I1126 solver.cpp:347] Iteration 200, Testing net (#0)
+I1126 solver.cpp:414]     Test net output #0: gender_accuracy = 0.58
+I1126 solver.cpp:414]     Test net output #1: gender_loss = 0.65 (* 0.1 = 0.065 loss)
+I1126 solver.cpp:414]     Test net output #2: landmark_loss = 0.02 (* 1 = 0.02 loss)
+I1126 solver.cpp:239] Iteration 200 (4.6 iter/s, 21.6s/100 iters), loss = 0.4
+"""
+
+
+def test_log_parser():
+    p = LogParser()
+    finished = [r for r in (p.feed(line) for line in LOG.splitlines()) if r]
+    assert finished == [{"iter": 200, "gender_accuracy": 0.58, "gender_loss": 0.65,
+                         "landmark_loss": 0.02}]
+    assert [t["iter"] for t in p.train] == [100, 200]
+    assert p.train[0]["landmark_loss"] == 0.06
+    assert p.snapshots == ["x_iter_200.solverstate"]
+    assert aux_measure(finished[0]) == pytest.approx(0.065)

@@ -1,0 +1,76 @@
+"""tools/train.py on a tiny LMDB: all three stages, the outputs, and resuming after a kill."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import REPO, run
+
+pytestmark = [pytest.mark.caffe, pytest.mark.slow]
+
+TINY = ["--max-iter", "30", "20", "20", "--test-interval", "10", "--batch", "16",
+        "--patience", "2", "--threads", "1"]
+
+
+@pytest.fixture
+def tiny_lmdb(dataset, tmp_path):
+    from tcdcn.lmdb_build import BuildConfig, build
+    out = tmp_path / "lmdb"
+    build(BuildConfig(dataset="mtfl", root=dataset, out=out, samples=400, val_fraction=0.25,
+                      seed=1, workers=1))
+    return out
+
+
+def test_three_stages_and_their_outputs(tiny_lmdb, tmp_path, python_exe):
+    runs = tmp_path / "run"
+    out = run([python_exe, REPO / "tools" / "train.py", "--lmdb", tiny_lmdb, "--run", runs, *TINY])
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    state = json.loads((runs / "state.json").read_text())
+    assert [s for s in state["stages"]] == ["multitask", "landmarks", "finetune"]
+    for name, stage in state["stages"].items():
+        assert stage["done"] and stage["tests"], name
+        assert (runs / name / f"{name}_iter_{stage['best_iter']}.caffemodel").is_file()
+    assert state["stages"]["multitask"]["measure"] == "auxiliary"
+    assert state["stages"]["finetune"]["measure"] == "landmark"
+    # stage 2 starts from stage 1's best, stage 3 from stage 2's
+    assert f"-weights {state['stages']['multitask']['best_weights']}" in state["commands"][1]
+    assert f"-weights {state['stages']['landmarks']['best_weights']}" in state["commands"][2]
+    assert "weight_decay: 0\n" in (runs / "finetune" / "solver.prototxt").read_text()
+    assert (runs / "best.caffemodel").read_bytes() == open(
+        state["stages"]["finetune"]["best_weights"], "rb").read()
+    assert (runs / "curves.png").is_file() and json.loads((runs / "log.json").read_text())
+    # the printed commands run by hand
+    for cmd in state["commands"]:
+        assert cmd.split()[1:3] == ["train", "-solver"]
+
+
+def test_rerun_after_kill_continues_from_last_snapshot(tiny_lmdb, tmp_path, python_exe):
+    runs = tmp_path / "run"
+    args = [python_exe, REPO / "tools" / "train.py", "--lmdb", tiny_lmdb, "--run", runs,
+            "--max-iter", "400", "20", "20", "--test-interval", "10", "--batch", "16",
+            "--patience", "100", "--threads", "1"]
+    proc = subprocess.Popen([str(a) for a in args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while not list((runs / "multitask").glob("multitask_iter_20.solverstate")):
+        assert time.time() < deadline and proc.poll() is None, "no snapshot appeared"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)   # the whole group: train.py and caffe
+    proc.wait()
+    args[args.index("400")] = "40"
+    out = run(args)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    state = json.loads((runs / "state.json").read_text())
+    resumed = [c for c in state["commands"] if "-snapshot" in c]
+    assert resumed and "multitask_iter_" in resumed[0]
+    iters = [t["iter"] for t in state["stages"]["multitask"]["tests"]]
+    assert iters == sorted(set(iters)), "no validation counted twice after the resume"
+    assert state["stages"]["finetune"]["done"]
+    # a third run finds everything done and only rewrites the outputs
+    again = run(args)
+    assert again.returncode == 0 and again.stdout.count("done earlier") == 3

@@ -1,0 +1,262 @@
+#!/usr/bin/env python3
+"""Staged TCDCN training with `caffe train`, resumable after a kill.
+
+  tools/train.py --lmdb LMDB_DIR --run RUN_DIR [--max-iter 20000 8000 8000]
+
+LMDB_DIR is a tools/make_lmdb.py output (train_lmdb, val_lmdb, manifest.json). Each stage
+runs as `caffe train -solver RUN_DIR/<stage>/solver.prototxt [-weights ...|-snapshot ...]`
+(the exact commands are printed and kept in RUN_DIR/state.json, so they can be run by
+hand). Stages and the stopping rule: python/tcdcn/training.py. Rerunning the same command
+continues from the last snapshot of the current stage. Writes RUN_DIR/log.json (every
+training loss and validation output), RUN_DIR/curves.png and RUN_DIR/best.caffemodel.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+STAGE_ORDER = ("multitask", "landmarks", "finetune")
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--lmdb", type=Path, required=True, help="make_lmdb.py output folder")
+    p.add_argument("--run", type=Path, required=True, help="run folder (created or resumed)")
+    p.add_argument("--max-iter", type=int, nargs=3, default=(20000, 8000, 8000),
+                   metavar=("MULTITASK", "LANDMARKS", "FINETUNE"), help="iteration caps")
+    p.add_argument("--test-interval", type=int, default=500)
+    p.add_argument("--patience", type=int, default=4)
+    p.add_argument("--smooth", type=int, default=3)
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--lr", type=float, default=0.003)
+    p.add_argument("--seed", type=int, default=1)
+    # switches for the ablations
+    p.add_argument("--conv4", choices=("locally_connected", "convolution"),
+                   default="locally_connected")
+    p.add_argument("--activation", choices=("tanh", "abs_tanh", "linear"), default="tanh")
+    p.add_argument("--no-relu-after-norm", action="store_true")
+    p.add_argument("--landmarks-only", action="store_true", help="no auxiliary tasks")
+    p.add_argument("--unstaged", action="store_true",
+                   help="one multitask stage, stopped on the landmark loss")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                   help="OpenBLAS threads for caffe (default: all cores)")
+    return p.parse_args(argv)
+
+
+def stages_for(args) -> list[str]:
+    if args.unstaged:
+        return ["multitask"]
+    if args.landmarks_only:
+        return ["landmarks", "finetune"]
+    return list(STAGE_ORDER)
+
+
+def write_stage_files(args, stage: str, stage_dir: Path, n_val: int, opts) -> Path:
+    from tcdcn.net import SolverOptions, solver, train_net
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    net_stage = "landmarks" if stage == "finetune" else stage
+    val_batch = 100
+    net = train_net(str((args.lmdb / "train_lmdb").resolve()), str((args.lmdb / "val_lmdb").resolve()),
+                    net_stage, opts, batch=args.batch, val_batch=val_batch)
+    (stage_dir / "train_val.prototxt").write_text(str(net))
+    cap = dict(zip(STAGE_ORDER, args.max_iter))[stage]
+    s = solver(str(stage_dir / "train_val.prototxt"), stage, str(stage_dir / stage),
+               test_iter=max(1, n_val // val_batch),
+               opts=SolverOptions(batch=args.batch, base_lr=args.lr, max_iter=cap,
+                                  test_interval=args.test_interval, seed=args.seed))
+    (stage_dir / "solver.prototxt").write_text(str(s))
+    return stage_dir / "solver.prototxt"
+
+
+def latest_solverstate(stage_dir: Path, stage: str) -> Path | None:
+    states = sorted(stage_dir.glob(f"{stage}_iter_*.solverstate"),
+                    key=lambda p: int(p.stem.rsplit("_", 1)[1]))
+    return states[-1] if states else None
+
+
+def measure_for(stage: str, args):
+    from tcdcn.training import aux_measure, landmark_measure
+    if stage == "multitask" and not args.unstaged and not args.landmarks_only:
+        return "auxiliary", aux_measure
+    return "landmark", landmark_measure
+
+
+def run_stage(args, stage: str, state: dict, caffe_tool: Path, opts) -> None:
+    from tcdcn.training import LogParser, StopRule
+    stage_dir = args.run / stage
+    st = state["stages"].setdefault(stage, {"tests": [], "done": False})
+    solver_path = write_stage_files(args, stage, stage_dir, state["n_val"], opts)
+    cmd = [str(caffe_tool), "train", "-solver", str(solver_path)]
+    resume = latest_solverstate(stage_dir, stage)
+    if resume is not None:
+        cmd += ["-snapshot", str(resume)]
+        done_iter = int(resume.stem.rsplit("_", 1)[1])
+        st["tests"] = [t for t in st["tests"] if t["iter"] <= done_iter]
+    else:
+        st["tests"] = []
+        previous = state.get("best_weights")
+        if previous:
+            cmd += ["-weights", previous]
+    state.setdefault("commands", []).append(shlex.join(cmd))
+    print("$ " + shlex.join(cmd), flush=True)
+    save_state(args.run, state)
+
+    name, measure = measure_for(stage, args)
+    rule = StopRule(patience=args.patience, smooth=args.smooth)
+    parser = LogParser()
+    env = {**os.environ, "GLOG_minloglevel": "0", "OPENBLAS_NUM_THREADS": str(args.threads)}
+    stopped_by_rule = False
+    started = time.time()
+    with open(stage_dir / "caffe.log", "a") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.PIPE, text=True, env=env,
+                                cwd=args.run)
+        try:
+            for line in proc.stderr:
+                log.write(line)
+                finished = parser.feed(line)
+                if parser.train and line.find(", loss = ") > 0:
+                    t = parser.train[-1]
+                    print(f"  [{stage}] iter {t['iter']:6d}  train loss {t['loss']:.5f}  "
+                          f"({time.time() - started:.0f}s)", flush=True)
+                if finished is not None:
+                    stopped_by_rule |= on_test(finished, st, measure, name, rule, stage, proc)
+                    save_state(args.run, state)
+            finished = parser.close()
+            if finished is not None:
+                on_test(finished, st, measure, name, rule, stage, None)
+        except KeyboardInterrupt:
+            proc.send_signal(signal.SIGINT)   # caffe snapshots and exits...
+            for line in proc.stderr:          # ...while we keep its pipe drained
+                log.write(line)
+            proc.wait()
+            save_state(args.run, state)
+            raise
+        rc = proc.wait()
+    if rc != 0 and not stopped_by_rule:
+        raise SystemExit(f"caffe train failed ({rc}); see {stage_dir / 'caffe.log'}")
+    scored = [t for t in st["tests"] if t.get("measure") is not None]
+    if not scored:
+        raise SystemExit(f"stage {stage} produced no validation results")
+    best = min(scored, key=lambda t: t["measure"])
+    weights = stage_dir / f"{stage}_iter_{best['iter']}.caffemodel"
+    if not weights.is_file():
+        raise SystemExit(f"best snapshot {weights} is missing")
+    st.update(done=True, best_iter=best["iter"], best_measure=best["measure"],
+              measure=name, best_weights=str(weights), stopped_by_rule=stopped_by_rule,
+              seconds=st.get("seconds", 0) + time.time() - started)
+    state["best_weights"] = str(weights)
+    save_state(args.run, state)
+    print(f"[{stage}] best {name} measure {best['measure']:.6f} at iteration {best['iter']} "
+          f"({'early stop' if stopped_by_rule else 'iteration cap'})", flush=True)
+
+
+def on_test(record: dict, st: dict, measure, name: str, rule, stage: str, proc) -> bool:
+    record = dict(record)
+    record["measure"] = measure(record)
+    st["tests"].append(record)
+    values = [t["measure"] for t in st["tests"] if t["measure"] is not None]
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k not in ("iter", "measure"))
+    print(f"  [{stage}] validation @ {record['iter']}: {name} measure "
+          f"{record['measure']:.6f} ({shown})", flush=True)
+    if proc is not None and rule.should_stop(values):
+        print(f"  [{stage}] {name} measure stopped improving: stopping the stage", flush=True)
+        proc.send_signal(signal.SIGINT)  # caffe snapshots and exits
+        return True
+    return False
+
+
+def save_state(run: Path, state: dict) -> None:
+    tmp = run / "state.json.tmp"
+    tmp.write_text(json.dumps(state, indent=2) + "\n")
+    os.replace(tmp, run / "state.json")
+
+
+def plot(run: Path, state: dict) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from tcdcn.schemes import TASKS
+    from tcdcn.training import LogParser
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
+    offset = 0
+    for stage in STAGE_ORDER:
+        log = run / stage / "caffe.log"
+        if not log.is_file():
+            continue
+        parser = LogParser()
+        for line in log.read_text().splitlines():
+            parser.feed(line)
+        parser.close()
+        tr = [t for t in parser.train if "landmark_loss" in t]
+        if tr:
+            axes[0].plot([offset + t["iter"] for t in tr], [t["landmark_loss"] for t in tr],
+                         lw=0.8, label=f"{stage} train")
+        te = [t for t in parser.tests if "landmark_loss" in t]
+        if te:
+            axes[0].plot([offset + t["iter"] for t in te], [t["landmark_loss"] for t in te],
+                         "o-", ms=3, label=f"{stage} val")
+        for task in TASKS:
+            pts = [t for t in parser.tests if f"{task.name}_accuracy" in t]
+            if pts:
+                axes[1].plot([offset + t["iter"] for t in pts],
+                             [t[f"{task.name}_accuracy"] for t in pts], ".-",
+                             label=f"{task.name} ({stage})")
+        if parser.train:
+            offset += parser.train[-1]["iter"]
+    axes[0].set_yscale("log")
+    axes[0].set_xlabel("iteration (stages end to end)")
+    axes[0].set_ylabel("landmark Euclidean loss")
+    axes[0].axhline(0.003125, color="grey", ls=":", lw=0.8)
+    axes[0].text(0, 0.0033, "1 px x-error on all 5 points", fontsize=7, color="grey")
+    axes[0].legend(fontsize=7)
+    axes[1].set_xlabel("iteration (stages end to end)")
+    axes[1].set_ylabel("validation accuracy")
+    axes[1].legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    path = run / "curves.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from tcdcn.caffe_build import build_info
+    from tcdcn.net import NetOptions
+    args.run.mkdir(parents=True, exist_ok=True)
+    args.run = args.run.resolve()
+    manifest = json.loads((args.lmdb / "manifest.json").read_text())
+    opts = NetOptions(scheme=manifest["scheme"], conv4=args.conv4,
+                      landmark_activation=args.activation,
+                      relu_after_norm=not args.no_relu_after_norm,
+                      auxiliary=not args.landmarks_only)
+    state_path = args.run / "state.json"
+    state = json.loads(state_path.read_text()) if state_path.is_file() else {
+        "lmdb": str(args.lmdb.resolve()), "net_options": opts.as_dict(), "stages": {},
+        "n_val": manifest["counts"]["val_records"],
+        "train_command": shlex.join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:])),
+        "lmdb_manifest": manifest}
+    caffe_tool = build_info().caffe_tool
+    for stage in stages_for(args):
+        if state["stages"].get(stage, {}).get("done"):
+            state["best_weights"] = state["stages"][stage]["best_weights"]
+            print(f"[{stage}] done earlier (best at iteration {state['stages'][stage]['best_iter']})")
+            continue
+        run_stage(args, stage, state, caffe_tool, opts)
+    shutil.copyfile(state["best_weights"], args.run / "best.caffemodel")
+    (args.run / "log.json").write_text(json.dumps(state["stages"], indent=2) + "\n")
+    print(f"wrote {args.run / 'best.caffemodel'}, {args.run / 'log.json'}, {plot(args.run, state)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
