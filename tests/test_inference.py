@@ -125,3 +125,56 @@ def test_list_boxes_required_for_list_mode(model_dir, dataset):
     samples, _, _ = load_samples("mtfl", dataset)
     with pytest.raises(DataError, match="has no box for this face"):
         evaluate(LandmarkModel(model_dir), samples, "list")
+
+
+def test_lc_as_convolution_matches_the_layer(caffe, tmp_path):
+    """The rewrite on a general LocallyConnected layer (stride, pad, rectangular input)."""
+    from tcdcn.export import lc_as_convolution
+    (tmp_path / "lc.prototxt").write_text("""
+layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 dim: 5 dim: 6 } } }
+layer { name: "lc" type: "LocallyConnected" bottom: "x" top: "y"
+  locally_connected_param { num_output: 4 kernel_size: 3 stride: 2 pad: 1
+    weight_filler { type: "gaussian" std: 1 } bias_filler { type: "gaussian" std: 1 } } }
+""")
+    net = caffe.Net(str(tmp_path / "lc.prototxt"), caffe.TEST)
+    x = np.random.default_rng(5).standard_normal((2, 3, 5, 6)).astype(np.float32)
+    net.blobs["x"].data[...] = x
+    y = net.forward()["y"].copy()
+    w, b = lc_as_convolution(net.params["lc"][0].data, net.params["lc"][1].data, 5, 6, 3, 3,
+                             (2, 2), (1, 1))
+    xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    conv = np.einsum("nchw,ochw->no", xp, w) + b
+    np.testing.assert_allclose(conv.reshape(y.shape), y, rtol=1e-4, atol=1e-4)
+
+
+def test_opencv_export_matches_caffe(model_dir, tmp_path):
+    import shutil
+    from tcdcn.inference import LandmarkModel
+    folder = tmp_path / "m"
+    shutil.copytree(model_dir, folder)
+    out = run_tool("export_opencv.py", "--model", folder)
+    assert out.returncode == 0, out.stdout + out.stderr
+    with open(folder / "deploy_opencv.prototxt") as f:
+        text = f.read()
+    assert "LocallyConnected" not in text.split("\n", 1)[1]
+    rng = np.random.default_rng(6)
+    image = rng.integers(0, 256, (120, 160), dtype=np.uint8)
+    boxes = np.array([[10, 20, 60, 70], [80, 10, 150, 90], [30, 30, 110, 110]], float)
+    caffe_model = LandmarkModel(folder, backend="caffe")
+    cv_model = LandmarkModel(folder, backend="opencv", batch=2)
+    crops, _ = caffe_model.crops(image, boxes)
+    raw_a, raw_b = caffe_model.forward(crops), cv_model.forward(crops)
+    for k in raw_a:   # crop units / probabilities; the two MVN implementations round apart
+        np.testing.assert_allclose(raw_a[k], raw_b[k], atol=1e-4)
+    a, b = caffe_model.predict(image, boxes), cv_model.predict(image, boxes)
+    for fa, fb in zip(a, b):
+        np.testing.assert_allclose(fa.landmarks, fb.landmarks, atol=1e-2)   # pixels
+        for t in TASKS:
+            assert fa.attributes[t.name][0] == fb.attributes[t.name][0]
+            assert abs(fa.attributes[t.name][1] - fb.attributes[t.name][1]) < 1e-4
+
+
+def run_tool(name, *args):
+    import sys
+    from conftest import REPO, run
+    return run([sys.executable, REPO / "tools" / name, *args])

@@ -74,3 +74,29 @@ def test_rerun_after_kill_continues_from_last_snapshot(tiny_lmdb, tmp_path, pyth
     # a third run finds everything done and only rewrites the outputs
     again = run(args)
     assert again.returncode == 0 and again.stdout.count("done earlier") == 3
+
+
+def test_release_and_ablation_tools_on_a_tiny_run(tiny_lmdb, dataset, tmp_path, python_exe):
+    runs = tmp_path / "run"
+    assert run([python_exe, REPO / "tools" / "train.py", "--lmdb", tiny_lmdb, "--run", runs,
+                *TINY]).returncode == 0
+    model = tmp_path / "model"
+    out = run([python_exe, REPO / "tools" / "release_model.py", "--run", runs, "--out", model,
+               "--root", dataset, "--calibration-faces", "0", "--validation-only"])
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    meta = json.loads((model / "model.json").read_text())
+    for key in ("input", "landmark_scheme", "attributes", "training", "commit", "numbers",
+                "detector_calibration", "files"):
+        assert key in meta, key
+    assert meta["input"]["size"] == 40 and meta["landmark_scheme"] == "5pt"
+    assert "train.py" in meta["training"]["command"]
+    val = meta["numbers"]["validation_list_boxes"]
+    assert val["n_faces"] == 6 and val["nme_mean"] > 0
+    assert (model / "deploy.prototxt").is_file() and (model / meta["files"]["weights"]).is_file()
+    ab = tmp_path / "ablation"
+    out = run([python_exe, REPO / "tools" / "ablate.py", "--lmdb", tiny_lmdb, "--out", ab,
+               "--root", dataset, "--max-iter", "20", "10", "10", "--test-interval", "10",
+               "--only", "baseline", "conv4"])
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    table = (ab / "ablations.md").read_text()
+    assert table.count("\n") == 4 and "Convolution" in table

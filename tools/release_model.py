@@ -32,6 +32,8 @@ def parse_args(argv):
     p.add_argument("--root", type=Path, default=Path(os.environ.get("TCDCN_DATA", "../shared/data")))
     p.add_argument("--calibration-faces", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--validation-only", action="store_true",
+                   help="measure on the validation split only (ablations: never the test set)")
     return p.parse_args(argv)
 
 
@@ -52,7 +54,7 @@ def summary(report: dict) -> dict:
 def main(argv=None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("GLOG_minloglevel", "2")
-    from tcdcn.detect import HaarDetector, fit_calibration
+    from tcdcn.detect import HaarDetector, fit_calibration  # noqa: F401
     from tcdcn.evaluation import evaluate, format_table, plot_ced
     from tcdcn.inference import LandmarkModel
     from tcdcn.lmdb_build import load_samples, split_by_group
@@ -75,12 +77,16 @@ def main(argv=None) -> int:
     train, val = split_by_group(samples, manifest["split"]["val_fraction"], manifest["seed"])
     assert len(val) == manifest["counts"]["val_faces"], "the split does not reproduce"
 
-    rng = np.random.default_rng(args.seed)
-    pick = rng.choice(len(train), size=min(args.calibration_faces, len(train)), replace=False)
-    detector = HaarDetector()
-    calib = fit_calibration(detector, [cv2.imread(str(train[i].image), cv2.IMREAD_GRAYSCALE)
-                                       for i in pick], [train[i].box for i in pick],
-                            fitted_on=f"{len(pick)} MTFL training faces (CNN_FacePoint boxes)")
+    if args.calibration_faces > 0:
+        rng = np.random.default_rng(args.seed)
+        pick = rng.choice(len(train), size=min(args.calibration_faces, len(train)), replace=False)
+        calib = fit_calibration(HaarDetector(),
+                                [cv2.imread(str(train[i].image), cv2.IMREAD_GRAYSCALE) for i in pick],
+                                [train[i].box for i in pick],
+                                fitted_on=f"{len(pick)} MTFL training faces (CNN_FacePoint boxes)")
+    else:
+        from tcdcn.detect import Calibration
+        calib = Calibration(fitted_on="not fitted")
     stages = {k: {kk: v[kk] for kk in ("best_iter", "best_measure", "measure", "stopped_by_rule",
                                         "seconds") if kk in v}
               for k, v in state["stages"].items()}
@@ -116,11 +122,16 @@ def main(argv=None) -> int:
     (out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
 
     model = LandmarkModel(out)
+    numbers = {"validation_list_boxes": evaluate(model, val, "list")}
+    if args.validation_only:
+        meta["numbers"] = {k: summary(v) for k, v in numbers.items()}
+        (out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+        print(format_table(numbers["validation_list_boxes"]))
+        return 0
     from tcdcn.datasets import read_mtfl
     aflw = read_mtfl(args.root / "MTFL" / "testing.txt", args.root / "MTFL")
-    numbers = {"validation_list_boxes": evaluate(model, val, "list"),
-               "aflw_landmark_boxes": evaluate(model, aflw, "landmarks"),
-               "aflw_detector_boxes": evaluate(model, aflw, "detector")}
+    numbers["aflw_landmark_boxes"] = evaluate(model, aflw, "landmarks")
+    numbers["aflw_detector_boxes"] = evaluate(model, aflw, "detector")
     for name, r in numbers.items():
         print(f"== {name}\n{format_table(r)}")
     plot_ced({"landmark-derived boxes": numbers["aflw_landmark_boxes"],

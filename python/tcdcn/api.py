@@ -16,12 +16,36 @@ from tcdcn.inference import Face, LandmarkModel, to_grey
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent.parent / "models" / "tcdcn_5pt"
 
 
+MAX_PIXELS = 100_000_000   # larger images are refused before decoding (memory)
+MAX_SIDE = 4096            # larger images are downscaled for detection (and points scaled back)
+
+
+def image_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) from the file header without decoding it, where Pillow knows the format."""
+    try:
+        from PIL import Image
+        Image.MAX_IMAGE_PIXELS = None   # we check the size ourselves, below
+        with Image.open(path) as im:
+            return im.size
+    except Exception:  # not an image Pillow reads: let OpenCV decide
+        return None
+
+
 def load_image(image) -> np.ndarray:
-    """A path, or a BGR / BGRA / grey array, as an 8-bit array."""
+    """A path, or a BGR / BGRA / grey array (8 or 16 bit), as an 8-bit array.
+
+    Raises FileNotFoundError for a missing file and ValueError, naming the file, for an
+    empty, undecodable or oversized one (over MAX_PIXELS pixels)."""
     if isinstance(image, (str, Path)):
         path = Path(image)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such image")
+        if path.stat().st_size == 0:
+            raise ValueError(f"{path}: empty file")
+        size = image_size(path)
+        if size and size[0] * size[1] > MAX_PIXELS:
+            raise ValueError(f"{path}: {size[0]}x{size[1]} is {size[0] * size[1] / 1e6:.0f} MP, "
+                             f"over the {MAX_PIXELS / 1e6:.0f} MP limit; downscale it first")
         data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         if data is None:
             raise ValueError(f"{path}: not an image OpenCV can decode")
@@ -29,8 +53,10 @@ def load_image(image) -> np.ndarray:
     image = np.asarray(image)
     if image.dtype == np.uint16:
         image = (image / 257).astype(np.uint8)
-    if image.dtype != np.uint8 or image.ndim not in (2, 3):
+    if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
         raise ValueError(f"expected an 8-bit grey or colour image, got {image.dtype} {image.shape}")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
     return image
 
 
@@ -47,10 +73,39 @@ class Detector:
         image = load_image(image)
         grey = to_grey(image)
         if boxes is None:
-            boxes, scores = self.detector(grey)
+            boxes, scores = self.detect(grey)
         else:
             boxes, scores = np.asarray(boxes, dtype=np.float64).reshape(-1, 4), None
         return self.model.predict(grey, boxes, scores)
+
+    def detect(self, grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Calibrated face boxes in image pixels; large images are searched downscaled."""
+        scale = min(1.0, MAX_SIDE / max(grey.shape[:2]))
+        small = grey if scale == 1.0 else cv2.resize(grey, None, fx=scale, fy=scale,
+                                                     interpolation=cv2.INTER_AREA)
+        boxes, scores = self.detector(small)
+        return boxes / scale, scores
+
+    def batch(self, images: list) -> list[list[Face]]:
+        """All faces of many images through the net together (in batches of the model's
+        batch size). Same results as calling the detector on each image."""
+        greys = [to_grey(load_image(im)) for im in images]
+        found = [self.detect(g) for g in greys]
+        crops, mats, owner = [], [], []
+        for i, (g, (boxes, _)) in enumerate(zip(greys, found)):
+            c, m = self.model.crops(g, boxes)
+            crops.append(c)
+            mats += m
+            owner += [i] * len(boxes)
+        results: list[list[Face]] = [[] for _ in images]
+        if not owner:
+            return results
+        out = self.model.forward(np.concatenate(crops))
+        faces = self.model.faces_from_outputs(out, np.concatenate([b for b, _ in found]),
+                                              mats, np.concatenate([s for _, s in found]))
+        for i, face in zip(owner, faces):
+            results[i].append(face)
+        return results
 
 
 def draw(image: np.ndarray, faces: list[Face]) -> np.ndarray:

@@ -43,29 +43,53 @@ def to_grey(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
 
 
-class LandmarkModel:
-    """A trained model through pycaffe, run on boxes in batches."""
+BACKENDS = ("caffe", "opencv")
 
-    def __init__(self, folder: str | Path, batch: int = 64):
-        import caffe
+
+class LandmarkModel:
+    """A trained model, run on boxes in batches.
+
+    backend "caffe": pycaffe with this project's build (deploy.prototxt + weights);
+    backend "opencv": stock OpenCV dnn with the export of tools/export_opencv.py (no
+    LocallyConnected layer, so no Caffe build is needed).
+    """
+
+    def __init__(self, folder: str | Path, batch: int = 64, backend: str = "caffe"):
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
         self.folder = Path(folder)
         self.meta = json.loads((self.folder / "model.json").read_text())
         self.size = int(self.meta["input"]["size"])
         self.scheme = SCHEMES[self.meta["landmark_scheme"]]
         self.tasks = [t for t in TASKS if t.name in self.meta.get("attributes", {})]
-        caffe.set_mode_cpu()
+        self.backend = backend
         self.batch = batch
-        self.net = caffe.Net(str(self.folder / self.meta["files"]["deploy"]), caffe.TEST,
-                             weights=str(self.folder / self.meta["files"]["weights"]))
-        self._set_batch(batch)
+        self.outputs = ["landmarks"] + [f"{t.name}_prob" for t in self.tasks]
+        if backend == "caffe":
+            import caffe
+            caffe.set_mode_cpu()
+            self.net = caffe.Net(str(self.folder / self.meta["files"]["deploy"]), caffe.TEST,
+                                 weights=str(self.folder / self.meta["files"]["weights"]))
+            self._set_batch(batch)
+        else:
+            files = self.meta.get("files_opencv")
+            if not files:
+                raise FileNotFoundError(f"{self.folder}/model.json names no OpenCV export: "
+                                        "run tools/export_opencv.py")
+            self.cv_net = cv2.dnn.readNetFromCaffe(str(self.folder / files["deploy"]),
+                                                   str(self.folder / files["weights"]))
+            self._batch = batch
 
     def _set_batch(self, n: int) -> None:
-        self.net.blobs["data"].reshape(n, 1, self.size, self.size)
-        self.net.reshape()
+        if self.backend == "caffe":
+            self.net.blobs["data"].reshape(n, 1, self.size, self.size)
+            self.net.reshape()
         self._batch = n
 
     def crops(self, grey: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         """The input crops (F x 1 x S x S) and their source->crop matrices."""
+        if len(boxes) == 0:
+            return np.zeros((0, 1, self.size, self.size), np.float32), []
         crops, mats = [], []
         for box in boxes:
             centre, side = square_crop(box)
@@ -79,12 +103,16 @@ class LandmarkModel:
         outs: dict[str, list] = {}
         for start in range(0, len(crops), self.batch):
             chunk = crops[start:start + self.batch]
-            if len(chunk) != self._batch:
-                self._set_batch(len(chunk))
-            self.net.blobs["data"].data[...] = chunk
-            result = self.net.forward()
-            for k, v in result.items():
-                outs.setdefault(k, []).append(v.copy())
+            if self.backend == "opencv":
+                self.cv_net.setInput(np.ascontiguousarray(chunk))
+                result = dict(zip(self.outputs, self.cv_net.forward(self.outputs)))
+            else:
+                if len(chunk) != self._batch:
+                    self._set_batch(len(chunk))
+                self.net.blobs["data"].data[...] = chunk
+                result = self.net.forward()
+            for k in self.outputs:
+                outs.setdefault(k, []).append(np.array(result[k]).reshape(len(chunk), -1))
         return {k: np.concatenate(v) for k, v in outs.items()}
 
     def predict(self, image: np.ndarray, boxes: np.ndarray, scores=None) -> list[Face]:
@@ -94,7 +122,10 @@ class LandmarkModel:
             return []
         grey = to_grey(image)
         crops, mats = self.crops(grey, boxes)
-        out = self.forward(crops)
+        return self.faces_from_outputs(self.forward(crops), boxes, mats, scores)
+
+    def faces_from_outputs(self, out: dict, boxes: np.ndarray, mats: list, scores=None) -> list[Face]:
+        """Faces in image coordinates from the net's outputs for crops made by crops()."""
         faces = []
         for i, (box, m) in enumerate(zip(boxes, mats)):
             pts = denormalise(out["landmarks"][i].reshape(-1, 2), self.size)
