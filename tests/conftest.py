@@ -79,3 +79,25 @@ def dataset(tmp_path) -> Path:
     (root / "MTFL" / "training.txt").write_text("".join(mtfl) + "\r\n", newline="")
     (root / "CNN_FacePoint" / "trainImageList.txt").write_text("".join(boxes), newline="")
     return root
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory, caffe):
+    """A model folder like release_model.py writes, with random weights."""
+    import json
+    from tcdcn.net import NetOptions, deploy_net
+    from tcdcn.schemes import TASKS
+    folder = tmp_path_factory.mktemp("model")
+    (folder / "deploy.prototxt").write_text(str(deploy_net(NetOptions())))
+    net = caffe.Net(str(folder / "deploy.prototxt"), caffe.TEST)
+    rng = np.random.default_rng(0)
+    for blobs in net.params.values():
+        for b in blobs:
+            b.data[...] = rng.normal(0, 0.1, b.data.shape)
+    net.save(str(folder / "w.caffemodel"))
+    (folder / "model.json").write_text(json.dumps({
+        "files": {"deploy": "deploy.prototxt", "weights": "w.caffemodel"},
+        "input": {"size": 40}, "landmark_scheme": "5pt",
+        "attributes": {t.name: list(t.classes) for t in TASKS},
+        "detector_calibration": {"haar": {"dx": 0.0, "dy": 0.05, "scale": 1.1}}}))
+    return folder

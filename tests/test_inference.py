@@ -13,26 +13,6 @@ from tcdcn.schemes import TASKS
 pytestmark = pytest.mark.caffe
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, caffe):
-    """A model folder like release_model.py writes, with random weights."""
-    from tcdcn.net import NetOptions, deploy_net
-    folder = tmp_path_factory.mktemp("model")
-    (folder / "deploy.prototxt").write_text(str(deploy_net(NetOptions())))
-    net = caffe.Net(str(folder / "deploy.prototxt"), caffe.TEST)
-    rng = np.random.default_rng(0)
-    for blobs in net.params.values():
-        for b in blobs:
-            b.data[...] = rng.normal(0, 0.1, b.data.shape)
-    net.save(str(folder / "w.caffemodel"))
-    (folder / "model.json").write_text(json.dumps({
-        "files": {"deploy": "deploy.prototxt", "weights": "w.caffemodel"},
-        "input": {"size": 40}, "landmark_scheme": "5pt",
-        "attributes": {t.name: list(t.classes) for t in TASKS},
-        "detector_calibration": {"haar": {"dx": 0.0, "dy": 0.05, "scale": 1.1}}}))
-    return folder
-
-
 def test_points_map_back_to_the_image(model_dir, caffe):
     from tcdcn.inference import LandmarkModel
     model = LandmarkModel(model_dir, batch=4)
@@ -178,3 +158,38 @@ def run_tool(name, *args):
     import sys
     from conftest import REPO, run
     return run([sys.executable, REPO / "tools" / name, *args])
+
+
+
+def mtcnn_dir():
+    from conftest import REPO
+    return REPO.parent / "shared" / "models" / "mtcnn"
+
+
+@pytest.mark.skipif(not (mtcnn_dir() / "det3.caffemodel").is_file(), reason="MTCNN models not present")
+def test_mtcnn_finds_the_astronaut():
+    import skimage.data
+    from tcdcn.mtcnn import MTCNNDetector
+    image = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)
+    boxes, scores = MTCNNDetector(mtcnn_dir()).raw(image)
+    assert len(boxes) == 1 and scores[0] > 0.9
+    l, t, r, b = boxes[0]
+    # her face: roughly x 180-265, y 60-175 in the 512 x 512 image
+    assert 150 < l < 200 and 240 < r < 300 and 30 < t < 90 and 150 < b < 200
+    # nothing in a flat image
+    assert len(MTCNNDetector(mtcnn_dir()).raw(np.full((200, 200, 3), 90, np.uint8))[0]) == 0
+
+
+def test_mtcnn_missing_models_say_where_to_get_them(tmp_path):
+    from tcdcn.mtcnn import MTCNNDetector
+    with pytest.raises(FileNotFoundError, match="kpzhang93/MTCNN_face_detection_alignment"):
+        MTCNNDetector(tmp_path)
+
+
+def test_haar_finds_the_astronaut():
+    import skimage.data
+    from tcdcn.detect import HaarDetector
+    grey = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2GRAY)
+    boxes, _ = HaarDetector().raw(grey)
+    centres = [((l + r) / 2, (t + b) / 2) for l, t, r, b in boxes]
+    assert any(190 < x < 260 and 80 < y < 150 for x, y in centres), boxes

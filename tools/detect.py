@@ -29,6 +29,8 @@ def parse_args(argv):
     p.add_argument("--out", type=Path, default=Path("detect_out"))
     p.add_argument("--model", type=Path, help="model folder (default models/tcdcn_5pt)")
     p.add_argument("--backend", choices=("caffe", "opencv"), default="caffe")
+    p.add_argument("--detector", choices=("haar", "mtcnn"), default="haar")
+    p.add_argument("--mtcnn", type=Path, help="folder with the MTCNN det1-3 models (not shipped)")
     p.add_argument("--boxes", type=Path, help="boxes file instead of the detector")
     p.add_argument("--batch", type=int, default=64, help="images per batch")
     p.add_argument("--annotate", action="store_true", help="write annotated images/videos")
@@ -67,13 +69,10 @@ def main(argv=None) -> int:
     import cv2
     from tqdm import tqdm
     from tcdcn.api import DEFAULT_MODEL, Detector, draw, load_image
-    from tcdcn.inference import LandmarkModel
     from tcdcn.smoothing import LandmarkSmoother
 
-    detector = Detector(args.model or DEFAULT_MODEL, batch=args.batch)
-    if args.backend == "opencv":
-        detector.model = LandmarkModel(args.model or DEFAULT_MODEL, batch=args.batch,
-                                       backend="opencv")
+    detector = Detector(args.model or DEFAULT_MODEL, batch=args.batch, detector=args.detector,
+                        mtcnn=args.mtcnn, backend=args.backend)
     given = read_boxes(args.boxes) if args.boxes else None
     args.out.mkdir(parents=True, exist_ok=True)
     files = expand(args.inputs)

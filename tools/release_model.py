@@ -31,6 +31,8 @@ def parse_args(argv):
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--root", type=Path, default=Path(os.environ.get("TCDCN_DATA", "../shared/data")))
     p.add_argument("--calibration-faces", type=int, default=2000)
+    p.add_argument("--mtcnn", type=Path, default=Path(os.environ.get("TCDCN_MTCNN", "../shared/models/mtcnn")),
+                   help="MTCNN model folder (calibrated and evaluated when present)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--validation-only", action="store_true",
                    help="measure on the validation split only (ablations: never the test set)")
@@ -77,16 +79,21 @@ def main(argv=None) -> int:
     train, val = split_by_group(samples, manifest["split"]["val_fraction"], manifest["seed"])
     assert len(val) == manifest["counts"]["val_faces"], "the split does not reproduce"
 
+    calibrations = {}
+    mtcnn_dir = args.mtcnn if args.mtcnn and (args.mtcnn / "det1.prototxt").is_file() else None
     if args.calibration_faces > 0:
         rng = np.random.default_rng(args.seed)
         pick = rng.choice(len(train), size=min(args.calibration_faces, len(train)), replace=False)
-        calib = fit_calibration(HaarDetector(),
-                                [cv2.imread(str(train[i].image), cv2.IMREAD_GRAYSCALE) for i in pick],
-                                [train[i].box for i in pick],
-                                fitted_on=f"{len(pick)} MTFL training faces (CNN_FacePoint boxes)")
-    else:
-        from tcdcn.detect import Calibration
-        calib = Calibration(fitted_on="not fitted")
+        fitted_on = f"{len(pick)} MTFL training faces (CNN_FacePoint boxes)"
+        truth = [train[i].box for i in pick]
+        calibrations["haar"] = fit_calibration(
+            HaarDetector(), [cv2.imread(str(train[i].image), cv2.IMREAD_GRAYSCALE) for i in pick],
+            truth, fitted_on=fitted_on).as_dict()
+        if mtcnn_dir:
+            from tcdcn.mtcnn import MTCNNDetector
+            calibrations["mtcnn"] = fit_calibration(
+                MTCNNDetector(mtcnn_dir), [cv2.imread(str(train[i].image)) for i in pick],
+                truth, fitted_on=fitted_on).as_dict()
     stages = {k: {kk: v[kk] for kk in ("best_iter", "best_measure", "measure", "stopped_by_rule",
                                         "seconds") if kk in v}
               for k, v in state["stages"].items()}
@@ -106,7 +113,7 @@ def main(argv=None) -> int:
         "landmark_names": list(SCHEMES[opts.scheme].names),
         "attributes": {t.name: list(t.classes) for t in TASKS} if opts.auxiliary else {},
         "net_options": opts.as_dict(),
-        "detector_calibration": {"haar": calib.as_dict()},
+        "detector_calibration": calibrations,
         "box_rule_for_faces_without_boxes": manifest["box_rule"],
         "training": {"command": state["train_command"], "stage_commands": state.get("commands", []),
                      "lmdb_command": manifest["command"], "lmdb_seed": manifest["seed"],
@@ -131,11 +138,14 @@ def main(argv=None) -> int:
     from tcdcn.datasets import read_mtfl
     aflw = read_mtfl(args.root / "MTFL" / "testing.txt", args.root / "MTFL")
     numbers["aflw_landmark_boxes"] = evaluate(model, aflw, "landmarks")
-    numbers["aflw_detector_boxes"] = evaluate(model, aflw, "detector")
+    numbers["aflw_haar_boxes"] = evaluate(model, aflw, "detector", "haar")
+    if mtcnn_dir:
+        numbers["aflw_mtcnn_boxes"] = evaluate(model, aflw, "detector", "mtcnn", mtcnn_dir)
     for name, r in numbers.items():
         print(f"== {name}\n{format_table(r)}")
     plot_ced({"landmark-derived boxes": numbers["aflw_landmark_boxes"],
-              "Haar detector boxes": numbers["aflw_detector_boxes"]},
+              "Haar detector boxes": numbers["aflw_haar_boxes"],
+              **({"MTCNN boxes": numbers["aflw_mtcnn_boxes"]} if mtcnn_dir else {})},
              out / "ced_aflw.png", "AFLW test (MTFL testing.txt, 2,995 faces)")
     meta["numbers"] = {k: summary(v) for k, v in numbers.items()}
     meta["numbers"]["note"] = ("validation: held-out MTFL training faces (used to stop "

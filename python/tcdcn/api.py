@@ -17,7 +17,7 @@ DEFAULT_MODEL = Path(__file__).resolve().parent.parent.parent / "models" / "tcdc
 
 
 MAX_PIXELS = 100_000_000   # larger images are refused before decoding (memory)
-MAX_SIDE = 4096            # larger images are downscaled for detection (and points scaled back)
+MAX_SIDE = 2048            # larger images are searched downscaled (boxes scaled back)
 
 
 def image_size(path: Path) -> tuple[int, int] | None:
@@ -63,17 +63,28 @@ def load_image(image) -> np.ndarray:
 class Detector:
     """Haar face detection (calibrated to the training boxes) + the TCDCN model."""
 
-    def __init__(self, model: str | Path = DEFAULT_MODEL, batch: int = 64, min_face: int = 20):
+    def __init__(self, model: str | Path = DEFAULT_MODEL, batch: int = 64, min_face: int = 20,
+                 detector: str = "haar", mtcnn: str | Path | None = None,
+                 backend: str = "caffe"):
         from tcdcn.detect import Calibration, HaarDetector
-        self.model = LandmarkModel(model, batch=batch)
-        calib = self.model.meta.get("detector_calibration", {}).get("haar", {})
-        self.detector = HaarDetector(Calibration(**calib), min_size=min_face)
+        self.model = LandmarkModel(model, batch=batch, backend=backend)
+        calib = Calibration(**self.model.meta.get("detector_calibration", {}).get(detector, {}))
+        if detector == "haar":
+            self.detector = HaarDetector(calib, min_size=min_face)
+        elif detector == "mtcnn":
+            from tcdcn.mtcnn import MTCNNDetector
+            if mtcnn is None:
+                raise ValueError("detector='mtcnn' needs the folder of the MTCNN models")
+            self.detector = MTCNNDetector(mtcnn, calib, min_size=min_face)
+        else:
+            raise ValueError(f"detector must be 'haar' or 'mtcnn', not {detector!r}")
+        self.wants_colour = detector == "mtcnn"
 
     def __call__(self, image, boxes=None) -> list[Face]:
         image = load_image(image)
         grey = to_grey(image)
         if boxes is None:
-            boxes, scores = self.detect(grey)
+            boxes, scores = self.detect(image if self.wants_colour else grey)
         else:
             boxes, scores = np.asarray(boxes, dtype=np.float64).reshape(-1, 4), None
         return self.model.predict(grey, boxes, scores)
@@ -89,8 +100,9 @@ class Detector:
     def batch(self, images: list) -> list[list[Face]]:
         """All faces of many images through the net together (in batches of the model's
         batch size). Same results as calling the detector on each image."""
-        greys = [to_grey(load_image(im)) for im in images]
-        found = [self.detect(g) for g in greys]
+        loaded = [load_image(im) for im in images]
+        greys = [to_grey(im) for im in loaded]
+        found = [self.detect(im if self.wants_colour else g) for im, g in zip(loaded, greys)]
         crops, mats, owner = [], [], []
         for i, (g, (boxes, _)) in enumerate(zip(greys, found)):
             c, m = self.model.crops(g, boxes)

@@ -53,9 +53,23 @@ def boxes_for(samples: list[Sample], mode: str, detector=None,
     raise ValueError(f"unknown box mode {mode!r}")
 
 
-def evaluate(model, samples: list[Sample], mode: str) -> dict:
+def make_detector(model, name: str = "haar", mtcnn_dir=None):
+    """The named detector with the model's stored calibration for it."""
+    calib = Calibration(**model.meta.get("detector_calibration", {}).get(name, {}))
+    if name == "haar":
+        return HaarDetector(calib)
+    if name == "mtcnn":
+        from tcdcn.mtcnn import MTCNNDetector
+        if mtcnn_dir is None:
+            raise DataError("--detector mtcnn needs the MTCNN model folder (--mtcnn DIR)")
+        return MTCNNDetector(mtcnn_dir, calib)
+    raise ValueError(f"unknown detector {name!r}")
+
+
+def evaluate(model, samples: list[Sample], mode: str, detector_name: str = "haar",
+             mtcnn_dir=None) -> dict:
     """Run `model` (inference.LandmarkModel) on every face; the report as a dict."""
-    images = {}
+    images, colour = {}, {}
     for s in samples:
         key = str(s.image)
         if key not in images:
@@ -65,8 +79,10 @@ def evaluate(model, samples: list[Sample], mode: str) -> dict:
             images[key] = image
     detector = None
     if mode == "detector":
-        detector = HaarDetector(Calibration(**model.meta["detector_calibration"]["haar"]))
-    boxes = boxes_for(samples, mode, detector, images)
+        detector = make_detector(model, detector_name, mtcnn_dir)
+        if detector_name == "mtcnn":   # MTCNN wants colour
+            colour = {k: cv2.imread(k, cv2.IMREAD_COLOR) for k in images}
+    boxes = boxes_for(samples, mode, detector, colour or images)
     k = model.scheme.count
     pred = np.full((len(samples), k, 2), np.nan)
     attr_pred = {t.name: np.full(len(samples), -1) for t in model.tasks}
@@ -81,7 +97,8 @@ def evaluate(model, samples: list[Sample], mode: str) -> dict:
             for t in model.tasks:
                 attr_pred[t.name][i] = t.classes.index(face.attributes[t.name][0])
     gt = np.array([s.landmarks for s in samples])
-    report = {"boxes": mode, **landmark_report(pred, gt, model.scheme)}
+    report = {"boxes": mode if mode != "detector" else f"detector ({detector_name})",
+              **landmark_report(pred, gt, model.scheme)}
     if model.scheme.count == 68:
         report["inter_pupil"] = landmark_report(pred, gt, model.scheme, groups=IBUG68_PUPILS)
     if all(s.attributes is not None for s in samples) and model.tasks:

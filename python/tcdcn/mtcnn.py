@@ -1,0 +1,158 @@
+"""MTCNN face detection (Zhang et al., IEEE SPL 2016) with the authors' original Caffe models,
+run through OpenCV dnn. The models are not part of this project: pass their folder
+(det1/det2/det3 .prototxt + .caffemodel, from the authors' public repository
+kpzhang93/MTCNN_face_detection_alignment, code/codes/MTCNNv1/model).
+
+The models were trained from Matlab (column-major images): every input is fed transposed
+(x and y swapped), RGB, scaled as (pixel - 127.5) / 128.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from tcdcn.detect import Calibration
+
+THRESHOLDS = (0.6, 0.7, 0.7)
+FACTOR = 0.709
+
+
+def _nms(boxes: np.ndarray, threshold: float, mode: str = "union") -> np.ndarray:
+    if len(boxes) == 0:
+        return np.zeros(0, dtype=int)
+    x1, y1, x2, y2, s = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3], boxes[:, 4]
+    area = (x2 - x1 + 1) * (y2 - y1 + 1)
+    order = np.argsort(s)[::-1]
+    keep = []
+    while len(order):
+        i = order[0]
+        keep.append(i)
+        xx1 = np.maximum(x1[i], x1[order[1:]])
+        yy1 = np.maximum(y1[i], y1[order[1:]])
+        xx2 = np.minimum(x2[i], x2[order[1:]])
+        yy2 = np.minimum(y2[i], y2[order[1:]])
+        inter = np.maximum(0, xx2 - xx1 + 1) * np.maximum(0, yy2 - yy1 + 1)
+        if mode == "min":
+            o = inter / np.minimum(area[i], area[order[1:]])
+        else:
+            o = inter / (area[i] + area[order[1:]] - inter)
+        order = order[1:][o <= threshold]
+    return np.array(keep, dtype=int)
+
+
+def _regress(boxes: np.ndarray, reg: np.ndarray) -> np.ndarray:
+    w = boxes[:, 2] - boxes[:, 0] + 1
+    h = boxes[:, 3] - boxes[:, 1] + 1
+    out = boxes.copy()
+    out[:, 0] += reg[:, 0] * w
+    out[:, 1] += reg[:, 1] * h
+    out[:, 2] += reg[:, 2] * w
+    out[:, 3] += reg[:, 3] * h
+    return out
+
+
+def _square(boxes: np.ndarray) -> np.ndarray:
+    out = boxes.copy()
+    w = boxes[:, 2] - boxes[:, 0]
+    h = boxes[:, 3] - boxes[:, 1]
+    side = np.maximum(w, h)
+    out[:, 0] = boxes[:, 0] + w * 0.5 - side * 0.5
+    out[:, 1] = boxes[:, 1] + h * 0.5 - side * 0.5
+    out[:, 2] = out[:, 0] + side
+    out[:, 3] = out[:, 1] + side
+    return out
+
+
+def _crops(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
+    """Resampled box contents, transposed for the Matlab-trained nets: N x 3 x W x H."""
+    out = np.zeros((len(boxes), 3, size, size), np.float32)
+    for i, (x1, y1, x2, y2) in enumerate(boxes[:, :4]):
+        sx = size / max(x2 - x1 + 1, 1e-3)
+        sy = size / max(y2 - y1 + 1, 1e-3)
+        m = np.array([[sx, 0, -x1 * sx], [0, sy, -y1 * sy]])
+        crop = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_AREA,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=(127.5,) * 3)
+        out[i] = crop.transpose(2, 1, 0)
+    return out
+
+
+class MTCNNDetector:
+    """Three-stage MTCNN cascade; returns calibrated boxes like HaarDetector."""
+
+    def __init__(self, folder: str | Path, calibration: Calibration | None = None,
+                 min_size: int = 20, thresholds=THRESHOLDS):
+        folder = Path(folder)
+        missing = [f"det{i}.{ext}" for i in (1, 2, 3) for ext in ("prototxt", "caffemodel")
+                   if not (folder / f"det{i}.{ext}").is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"{folder}: MTCNN model files missing ({', '.join(missing)}); get det1-3 from "
+                "the authors' repository kpzhang93/MTCNN_face_detection_alignment "
+                "(code/codes/MTCNNv1/model)")
+        self.nets = [cv2.dnn.readNetFromCaffe(str(folder / f"det{i}.prototxt"),
+                                              str(folder / f"det{i}.caffemodel")) for i in (1, 2, 3)]
+        self.calibration = calibration or Calibration()
+        self.min_size = min_size
+        self.thresholds = thresholds
+
+    def raw(self, grey_or_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        img = grey_or_bgr
+        if img.ndim == 2:
+            img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+        img = (cv2.cvtColor(img, cv2.COLOR_BGR2RGB).astype(np.float32) - 127.5) * 0.0078125
+        h, w = img.shape[:2]
+        pnet, rnet, onet = self.nets
+        # stage 1: P-Net over a pyramid
+        m = 12.0 / self.min_size
+        minl = min(h, w) * m
+        candidates = []
+        scale = m
+        while minl >= 12:
+            hs, ws = int(np.ceil(h * scale)), int(np.ceil(w * scale))
+            im = cv2.resize(img, (ws, hs), interpolation=cv2.INTER_AREA)
+            pnet.setInput(im.transpose(2, 1, 0)[None])
+            prob, reg = pnet.forward(["prob1", "conv4-2"])
+            score = prob[0, 1].T                     # rows: y, cols: x
+            ys, xs = np.where(score >= self.thresholds[0])
+            if len(ys):
+                r = np.stack([reg[0, k].T[ys, xs] for k in range(4)], axis=1)
+                b = np.stack([np.fix((2 * xs + 1) / scale), np.fix((2 * ys + 1) / scale),
+                              np.fix((2 * xs + 12) / scale), np.fix((2 * ys + 12) / scale),
+                              score[ys, xs]], axis=1)
+                b = np.concatenate([b, r], axis=1)
+                candidates.append(b[_nms(b, 0.5)])
+            scale *= FACTOR
+            minl *= FACTOR
+        if not candidates:
+            return np.zeros((0, 4)), np.zeros(0)
+        boxes = np.concatenate(candidates)
+        boxes = boxes[_nms(boxes, 0.7)]
+        boxes = np.concatenate([_square(_regress(boxes[:, :5], boxes[:, 5:9]))], axis=0)
+        # stage 2: R-Net
+        rnet.setInput(_crops(img, boxes, 24))
+        prob, reg = rnet.forward(["prob1", "conv5-2"])
+        keep = prob[:, 1] > self.thresholds[1]
+        boxes, reg = boxes[keep], reg[keep]
+        if len(boxes) == 0:
+            return np.zeros((0, 4)), np.zeros(0)
+        boxes[:, 4] = prob[keep, 1]
+        pick = _nms(boxes, 0.7)
+        boxes = _square(_regress(boxes[pick], reg[pick]))
+        # stage 3: O-Net
+        onet.setInput(_crops(img, boxes, 48))
+        prob, reg, _points = onet.forward(["prob1", "conv6-2", "conv6-3"])
+        keep = prob[:, 1] > self.thresholds[2]
+        boxes, reg = boxes[keep], reg[keep]
+        if len(boxes) == 0:
+            return np.zeros((0, 4)), np.zeros(0)
+        boxes[:, 4] = prob[keep, 1]
+        boxes = _regress(boxes, reg)
+        boxes = boxes[_nms(boxes, 0.7, "min")]
+        order = np.argsort(-boxes[:, 4])
+        return boxes[order, :4], boxes[order, 4]
+
+    def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        boxes, scores = self.raw(image)
+        return self.calibration.apply(boxes), scores

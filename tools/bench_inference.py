@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""Inference speed (numbers printed, never asserted): ms per face for the landmark +
+attribute net alone at batch 1 and batched, Caffe vs OpenCV backend, and end to end
+(Haar detection + landmarks) on the demo image. Several runs, medians, one process.
+
+  OPENBLAS_NUM_THREADS=1 tools/bench_inference.py --model models/tcdcn_5pt [--json OUT]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+
+def timed(fn, repeats: int) -> float:
+    """Median seconds of fn() over `repeats` runs (after one warm-up)."""
+    fn()
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", type=Path, default=None)
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--json", type=Path)
+    args = p.parse_args(argv)
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    import cv2
+    import numpy as np
+    cv2.setNumThreads(1)
+    from tcdcn.api import DEFAULT_MODEL, Detector
+    from tcdcn.inference import LandmarkModel
+    model_dir = args.model or DEFAULT_MODEL
+    crops = np.random.default_rng(0).integers(0, 256, (1024, 1, 40, 40)).astype(np.float32)
+    results = {"openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default"),
+               "opencv_threads": 1}
+    for backend in ("caffe", "opencv"):
+        m1 = LandmarkModel(model_dir, batch=1, backend=backend)
+        one = timed(lambda: m1.forward(crops[:100]), args.repeats) / 100
+        mb = LandmarkModel(model_dir, batch=256, backend=backend)
+        many = timed(lambda: mb.forward(crops), args.repeats) / len(crops)
+        results[backend] = {"batch1_ms_per_face": one * 1e3, "batch256_ms_per_face": many * 1e3,
+                            "batch256_faces_per_s": 1 / many}
+        print(f"{backend:6s} net only: batch 1 {one * 1e3:.3f} ms/face; batch 256 "
+              f"{many * 1e3:.4f} ms/face = {1 / many:,.0f} faces/s")
+    results["opencv_over_caffe_batch1"] = (results["opencv"]["batch1_ms_per_face"]
+                                           / results["caffe"]["batch1_ms_per_face"])
+    import skimage.data
+    image = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)
+    det = Detector(model_dir, batch=1)
+    faces = det(image)
+    end_to_end = timed(lambda: det(image), args.repeats)
+    detect_only = timed(lambda: det.detect(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)), args.repeats)
+    results["end_to_end"] = {"image": "skimage astronaut 512x512", "faces": len(faces),
+                             "ms_per_image": end_to_end * 1e3, "detector_ms": detect_only * 1e3}
+    print(f"end to end on a 512x512 image ({len(faces)} face): {end_to_end * 1e3:.1f} ms, of which "
+          f"Haar detection {detect_only * 1e3:.1f} ms")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
