@@ -76,6 +76,30 @@ def _check_image(path: Path, where: str, check_images: bool) -> None:
         raise DataError(f"{where}: image {path} not found")
 
 
+def _read_list(list_path, root, errors, check_images, n_fields: int, layout: str,
+               parse) -> list[Sample]:
+    """The shared loop of the list readers: split each non-blank line into `n_fields`
+    fields, let `parse(fields, where)` make a Sample, check its image, report errors."""
+    list_path = Path(list_path)
+    root = Path(root) if root is not None else list_path.parent
+    samples = []
+    for lineno, text in _lines(list_path):
+        where = f"{list_path}:{lineno}"
+        try:
+            fields = text.split()
+            if len(fields) != n_fields:
+                raise DataError(f"{where}: expected {n_fields} fields ({layout}), got {len(fields)}")
+            sample = parse(fields, where)
+            sample.image = _image_path(root, fields[0])
+            _check_image(sample.image, where, check_images)
+        except DataError as err:
+            _report(err, errors)
+            continue
+        sample.source, sample.group = where, _group(fields[0])
+        samples.append(sample)
+    return samples
+
+
 def read_mtfl(list_path: str | Path, root: str | Path | None = None, *,
               errors: list | None = None, check_images: bool = True) -> list[Sample]:
     """MTFL `training.txt` / `testing.txt` as released.
@@ -85,37 +109,23 @@ def read_mtfl(list_path: str | Path, root: str | Path | None = None, *,
     1-based (gender 1 male/2 female, smile 1 yes/2 no, glasses 1 yes/2 no, pose 1..5) and
     become 0-based class ids.
     """
-    list_path = Path(list_path)
-    root = Path(root) if root is not None else list_path.parent
-    samples = []
-    for lineno, text in _lines(list_path):
-        where = f"{list_path}:{lineno}"
+    def parse(fields: list[str], where: str) -> Sample:
+        coords = _floats(fields[1:11], where)
         try:
-            fields = text.split()
-            if len(fields) != 15:
-                raise DataError(f"{where}: expected 15 fields (path, 10 coordinates, "
-                                f"4 attributes), got {len(fields)}")
-            coords = _floats(fields[1:11], where)
-            landmarks = np.stack([coords[:5], coords[5:]], axis=1) - 1.0
-            try:
-                classes = [int(v) for v in fields[11:15]]
-            except ValueError:
-                raise DataError(f"{where}: attributes must be integers, got {fields[11:15]}") from None
-            attributes = []
-            for task, value in zip(TASKS, classes):
-                if not 1 <= value <= len(task.classes):
-                    raise DataError(f"{where}: {task.name} label {value} out of range "
-                                    f"1..{len(task.classes)}")
-                attributes.append(value - 1)
-            image = _image_path(root, fields[0])
-            _check_image(image, where, check_images)
-        except DataError as err:
-            _report(err, errors)
-            continue
-        samples.append(Sample(image=image, landmarks=landmarks,
-                              attributes=np.array(attributes, dtype=np.int64),
-                              source=where, group=_group(fields[0])))
-    return samples
+            classes = [int(v) for v in fields[11:15]]
+        except ValueError:
+            raise DataError(f"{where}: attributes must be integers, got {fields[11:15]}") from None
+        attributes = []
+        for task, value in zip(TASKS, classes):
+            if not 1 <= value <= len(task.classes):
+                raise DataError(f"{where}: {task.name} label {value} out of range "
+                                f"1..{len(task.classes)}")
+            attributes.append(value - 1)
+        return Sample(image=Path(), landmarks=np.stack([coords[:5], coords[5:]], axis=1) - 1.0,
+                      attributes=np.array(attributes, dtype=np.int64))
+
+    return _read_list(list_path, root, errors, check_images, 15,
+                      "path, 10 coordinates, 4 attributes", parse)
 
 
 def read_facepoint(list_path: str | Path, root: str | Path | None = None, *,
@@ -124,30 +134,17 @@ def read_facepoint(list_path: str | Path, root: str | Path | None = None, *,
 
     Works for any such list with boxes (MTFL's training faces are CNN_FacePoint's).
     """
-    list_path = Path(list_path)
-    root = Path(root) if root is not None else list_path.parent
-    samples = []
-    for lineno, text in _lines(list_path):
-        where = f"{list_path}:{lineno}"
-        try:
-            fields = text.split()
-            if len(fields) != 15:
-                raise DataError(f"{where}: expected 15 fields (path, 4 box values, "
-                                f"10 coordinates), got {len(fields)}")
-            values = _floats(fields[1:], where)
-            left, right, top, bottom = values[:4]
-            if not (right > left and bottom > top):
-                raise DataError(f"{where}: empty box left={left} right={right} "
-                                f"top={top} bottom={bottom}")
-            image = _image_path(root, fields[0])
-            _check_image(image, where, check_images)
-        except DataError as err:
-            _report(err, errors)
-            continue
-        samples.append(Sample(image=image, landmarks=values[4:].reshape(5, 2),
-                              box=np.array([left, top, right, bottom]),
-                              source=where, group=_group(fields[0])))
-    return samples
+    def parse(fields: list[str], where: str) -> Sample:
+        values = _floats(fields[1:], where)
+        left, right, top, bottom = values[:4]
+        if not (right > left and bottom > top):
+            raise DataError(f"{where}: empty box left={left} right={right} "
+                            f"top={top} bottom={bottom}")
+        return Sample(image=Path(), landmarks=values[4:].reshape(5, 2),
+                      box=np.array([left, top, right, bottom]))
+
+    return _read_list(list_path, root, errors, check_images, 15,
+                      "path, 4 box values, 10 coordinates", parse)
 
 
 def read_pts(path: str | Path) -> np.ndarray:
