@@ -86,6 +86,8 @@ def test_evaluation_on_synthetic_faces(model_dir, dataset):
     from tcdcn.lmdb_build import load_samples
     samples, _, _ = load_samples("mtfl", dataset)
     model = LandmarkModel(model_dir)
+    refined = evaluate(model, samples, "list", refine=1)
+    assert refined["refine"] == 1 and refined["misses"] == 0
     for mode in ("list", "landmarks", "detector"):
         r = evaluate(model, samples, mode)
         assert r["n_faces"] == len(samples)

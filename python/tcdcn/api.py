@@ -65,7 +65,7 @@ class Detector:
 
     def __init__(self, model: str | Path = DEFAULT_MODEL, batch: int = 64, min_face: int = 20,
                  detector: str = "haar", mtcnn: str | Path | None = None,
-                 backend: str = "caffe"):
+                 backend: str = "caffe", refine: int | None = None):
         from tcdcn.detect import Calibration, HaarDetector
         self.model = LandmarkModel(model, batch=batch, backend=backend)
         calib = Calibration(**self.model.meta.get("detector_calibration", {}).get(detector, {}))
@@ -79,6 +79,8 @@ class Detector:
         else:
             raise ValueError(f"detector must be 'haar' or 'mtcnn', not {detector!r}")
         self.wants_colour = detector == "mtcnn"
+        # a second, re-centred pass only where the model's measurements say it helps
+        self.refine = refine if refine is not None else int(self.model.meta.get("refine", 0))
 
     def __call__(self, image, boxes=None) -> list[Face]:
         image = load_image(image)
@@ -87,7 +89,7 @@ class Detector:
             boxes, scores = self.detect(image if self.wants_colour else grey)
         else:
             boxes, scores = np.asarray(boxes, dtype=np.float64).reshape(-1, 4), None
-        return self.model.predict(grey, boxes, scores)
+        return self.model.predict(grey, boxes, scores, refine=self.refine)
 
     def detect(self, grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Calibrated face boxes in image pixels; large images are searched downscaled."""
@@ -101,6 +103,8 @@ class Detector:
         """All faces of many images through the net together (in batches of the model's
         batch size). Same results as calling the detector on each image."""
         loaded = [load_image(im) for im in images]
+        if self.refine:   # the second pass is per image
+            return [self(im) for im in loaded]
         greys = [to_grey(im) for im in loaded]
         found = [self.detect(im if self.wants_colour else g) for im, g in zip(loaded, greys)]
         crops, mats, owner = [], [], []

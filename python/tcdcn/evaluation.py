@@ -67,7 +67,7 @@ def make_detector(model, name: str = "haar", mtcnn_dir=None):
 
 
 def evaluate(model, samples: list[Sample], mode: str, detector_name: str = "haar",
-             mtcnn_dir=None) -> dict:
+             mtcnn_dir=None, refine: int = 0) -> dict:
     """Run `model` (inference.LandmarkModel) on every face; the report as a dict."""
     images, colour = {}, {}
     for s in samples:
@@ -91,13 +91,14 @@ def evaluate(model, samples: list[Sample], mode: str, detector_name: str = "haar
         if b is not None:
             by_image[str(s.image)].append(i)
     for key, idx in by_image.items():
-        faces = model.predict(images[key], np.array([boxes[i] for i in idx]))
+        faces = model.predict(images[key], np.array([boxes[i] for i in idx]), refine=refine)
         for i, face in zip(idx, faces):
             pred[i] = face.landmarks
             for t in model.tasks:
                 attr_pred[t.name][i] = t.classes.index(face.attributes[t.name][0])
     gt = np.array([s.landmarks for s in samples])
     report = {"boxes": mode if mode != "detector" else f"detector ({detector_name})",
+              "refine": refine,
               **landmark_report(pred, gt, model.scheme)}
     if model.scheme.count == 68:
         report["inter_pupil"] = landmark_report(pred, gt, model.scheme, groups=IBUG68_PUPILS)

@@ -115,14 +115,27 @@ class LandmarkModel:
                 outs.setdefault(k, []).append(np.array(result[k]).reshape(len(chunk), -1))
         return {k: np.concatenate(v) for k, v in outs.items()}
 
-    def predict(self, image: np.ndarray, boxes: np.ndarray, scores=None) -> list[Face]:
-        """Faces for the given boxes of one image (BGR, BGRA or grey)."""
+    def predict(self, image: np.ndarray, boxes: np.ndarray, scores=None,
+                refine: int = 0) -> list[Face]:
+        """Faces for the given boxes of one image (BGR, BGRA or grey).
+
+        refine > 0 re-centres each crop on a box derived from the predicted points (the
+        calibrated rule of boxes.py) and predicts again, that many times; the reported box
+        stays the detector's."""
+        from tcdcn.boxes import box_from_landmarks
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         if len(boxes) == 0:
             return []
         grey = to_grey(image)
         crops, mats = self.crops(grey, boxes)
-        return self.faces_from_outputs(self.forward(crops), boxes, mats, scores)
+        faces = self.faces_from_outputs(self.forward(crops), boxes, mats, scores)
+        for _ in range(refine):
+            refined = np.array([box_from_landmarks(f.landmarks) for f in faces])
+            crops, mats = self.crops(grey, refined)
+            again = self.faces_from_outputs(self.forward(crops), refined, mats, scores)
+            for face, new in zip(faces, again):
+                face.landmarks, face.attributes = new.landmarks, new.attributes
+        return faces
 
     def faces_from_outputs(self, out: dict, boxes: np.ndarray, mats: list, scores=None) -> list[Face]:
         """Faces in image coordinates from the net's outputs for crops made by crops()."""
