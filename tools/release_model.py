@@ -123,6 +123,7 @@ def main(argv=None) -> int:
                      "stages": stages, "iterations_to_best": iters,
                      "samples_seen_to_best": iters * 256},
         "commit": git_commit(),
+        "training_commit": state.get("commit", "not recorded (run started before train.py kept it)"),
         "licence": "Trained on MTFL (research use only; no commercial use or redistribution "
                    "of the data). The weights inherit those terms.",
     }

@@ -244,6 +244,8 @@ def main(argv=None) -> int:
         "lmdb": str(args.lmdb.resolve()), "net_options": opts.as_dict(), "stages": {},
         "n_val": manifest["counts"]["val_records"],
         "train_command": shlex.join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:])),
+        "commit": subprocess.run(["git", "-C", str(Path(__file__).resolve().parent), "rev-parse",
+                                  "HEAD"], capture_output=True, text=True).stdout.strip(),
         "lmdb_manifest": manifest}
     caffe_tool = build_info().caffe_tool
     for stage in stages_for(args):
