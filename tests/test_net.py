@@ -115,3 +115,19 @@ def test_log_parser():
     assert p.train[0]["landmark_loss"] == 0.06
     assert p.snapshots == ["x_iter_200.solverstate"]
     assert aux_measure(finished[0]) == pytest.approx(0.065)
+
+
+def test_heads_stage_freezes_trunk_and_landmarks(caffe):
+    from tcdcn.net import train_net
+    heads = train_net("t", "v", "heads")
+    multi = train_net("t", "v", "multitask")
+    assert [l.name for l in heads.layer] == [l.name for l in multi.layer]
+    for layer in heads.layer:
+        if layer.type in ("Convolution", "LocallyConnected", "InnerProduct"):
+            frozen = [p.lr_mult for p in layer.param] == [0, 0]
+            is_aux = layer.name.startswith("fc_") and layer.name != "fc_landmarks"
+            assert frozen != is_aux, layer.name
+        if layer.name == "landmark_loss":
+            assert list(layer.loss_weight) == [0]
+        if layer.name == "pose_loss":
+            assert list(layer.loss_weight) == [pytest.approx(0.3)]

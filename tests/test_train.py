@@ -28,10 +28,11 @@ def tiny_lmdb(dataset, tmp_path):
 
 def test_three_stages_and_their_outputs(tiny_lmdb, tmp_path, python_exe):
     runs = tmp_path / "run"
-    out = run([python_exe, REPO / "tools" / "train.py", "--lmdb", tiny_lmdb, "--run", runs, *TINY])
+    out = run([python_exe, REPO / "tools" / "train.py", "--lmdb", tiny_lmdb, "--run", runs, *TINY,
+               "--refit-heads", "20"])
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     state = json.loads((runs / "state.json").read_text())
-    assert [s for s in state["stages"]] == ["multitask", "landmarks", "finetune"]
+    assert [s for s in state["stages"]] == ["multitask", "landmarks", "finetune", "heads"]
     for name, stage in state["stages"].items():
         assert stage["done"] and stage["tests"], name
         assert (runs / name / f"{name}_iter_{stage['best_iter']}.caffemodel").is_file()
@@ -41,8 +42,19 @@ def test_three_stages_and_their_outputs(tiny_lmdb, tmp_path, python_exe):
     assert f"-weights {state['stages']['multitask']['best_weights']}" in state["commands"][1]
     assert f"-weights {state['stages']['landmarks']['best_weights']}" in state["commands"][2]
     assert "weight_decay: 0\n" in (runs / "finetune" / "solver.prototxt").read_text()
+    assert f"-weights {state['stages']['finetune']['best_weights']}" in state["commands"][3]
+    assert state["stages"]["heads"]["measure"] == "auxiliary"
     assert (runs / "best.caffemodel").read_bytes() == open(
-        state["stages"]["finetune"]["best_weights"], "rb").read()
+        state["stages"]["heads"]["best_weights"], "rb").read()
+    # the heads stage leaves the trunk and the landmark head as finetuning left them
+    import caffe
+    from tcdcn.net import NetOptions, deploy_net
+    (tmp_path / "d.prototxt").write_text(str(deploy_net(NetOptions())))
+    a = caffe.Net(str(tmp_path / "d.prototxt"), caffe.TEST, weights=state["stages"]["finetune"]["best_weights"])
+    b = caffe.Net(str(tmp_path / "d.prototxt"), caffe.TEST, weights=str(runs / "best.caffemodel"))
+    for name in ("conv1", "conv4", "fc5", "fc_landmarks"):
+        assert (a.params[name][0].data == b.params[name][0].data).all(), name
+    assert not (a.params["fc_pose"][0].data == b.params["fc_pose"][0].data).all()
     assert (runs / "curves.png").is_file() and json.loads((runs / "log.json").read_text())
     # the printed commands run by hand
     for cmd in state["commands"]:

@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-STAGE_ORDER = ("multitask", "landmarks", "finetune")
+STAGE_ORDER = ("multitask", "landmarks", "finetune")   # + "heads" with --refit-heads
 
 
 def parse_args(argv):
@@ -33,6 +33,9 @@ def parse_args(argv):
     p.add_argument("--run", type=Path, required=True, help="run folder (created or resumed)")
     p.add_argument("--max-iter", type=int, nargs=3, default=(20000, 8000, 8000),
                    metavar=("MULTITASK", "LANDMARKS", "FINETUNE"), help="iteration caps")
+    p.add_argument("--refit-heads", type=int, default=0, metavar="ITERS",
+                   help="after finetuning, retrain the auxiliary heads alone on the frozen "
+                        "final trunk for up to ITERS iterations (0: no)")
     p.add_argument("--test-interval", type=int, default=500)
     p.add_argument("--patience", type=int, default=4)
     p.add_argument("--smooth", type=int, default=3)
@@ -57,7 +60,7 @@ def stages_for(args) -> list[str]:
         return ["multitask"]
     if args.landmarks_only:
         return ["landmarks", "finetune"]
-    return list(STAGE_ORDER)
+    return list(STAGE_ORDER) + (["heads"] if args.refit_heads > 0 else [])
 
 
 def write_stage_files(args, stage: str, stage_dir: Path, n_val: int, opts) -> Path:
@@ -68,7 +71,7 @@ def write_stage_files(args, stage: str, stage_dir: Path, n_val: int, opts) -> Pa
     net = train_net(str((args.lmdb / "train_lmdb").resolve()), str((args.lmdb / "val_lmdb").resolve()),
                     net_stage, opts, batch=args.batch, val_batch=val_batch)
     (stage_dir / "train_val.prototxt").write_text(str(net))
-    cap = dict(zip(STAGE_ORDER, args.max_iter))[stage]
+    cap = {**dict(zip(STAGE_ORDER, args.max_iter)), "heads": args.refit_heads}[stage]
     s = solver(str(stage_dir / "train_val.prototxt"), stage, str(stage_dir / stage),
                test_iter=max(1, n_val // val_batch),
                opts=SolverOptions(batch=args.batch, base_lr=args.lr, max_iter=cap,
@@ -85,7 +88,7 @@ def latest_solverstate(stage_dir: Path, stage: str) -> Path | None:
 
 def measure_for(stage: str, args):
     from tcdcn.training import aux_measure, landmark_measure
-    if stage == "multitask" and not args.unstaged and not args.landmarks_only:
+    if stage == "heads" or (stage == "multitask" and not args.unstaged and not args.landmarks_only):
         return "auxiliary", aux_measure
     return "landmark", landmark_measure
 
@@ -188,7 +191,7 @@ def plot(run: Path, state: dict) -> Path:
     from tcdcn.training import LogParser
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
     offset = 0
-    for stage in STAGE_ORDER:
+    for stage in STAGE_ORDER + ("heads",):
         log = run / stage / "caffe.log"
         if not log.is_file():
             continue

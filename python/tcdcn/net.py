@@ -10,7 +10,9 @@ auxiliary task, weighted as in schemes.TASKS.
 Stages change only the heads' loss weights and learning rates and the solver's weight
 decay; layer names stay the same, so `-weights` carries a stage's snapshot into the next:
   multitask: every task;  landmarks: auxiliary heads frozen with loss weight 0;
-  finetune: as landmarks, with weight decay 0.
+  finetune: as landmarks, with weight decay 0;
+  heads (optional): trunk and landmark head frozen, the auxiliary heads retrained on the
+  final trunk (their frozen weights decay in usefulness while the trunk moves on).
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from dataclasses import asdict, dataclass, replace
 
 from tcdcn.schemes import LANDMARK_LOSS_WEIGHT, SCHEMES, TASKS, label_dim
 
-STAGES = ("multitask", "landmarks", "finetune")
+STAGES = ("multitask", "landmarks", "finetune", "heads")
 INPUT_SIZE = 40
 
 
@@ -45,7 +47,10 @@ class SolverOptions:
     seed: int = 1
 
 
-def _trunk(n, L, P, data, opts: NetOptions):
+FROZEN = [dict(lr_mult=0, decay_mult=0), dict(lr_mult=0, decay_mult=0)]
+
+
+def _trunk(n, L, P, data, opts: NetOptions, frozen: bool = False):
     n.norm = L.MVN(data, normalize_variance=True)
     top = n.norm
     if opts.relu_after_norm:
@@ -53,32 +58,35 @@ def _trunk(n, L, P, data, opts: NetOptions):
         top = n.norm_relu
     filler = dict(type="xavier")
     bias = dict(type="constant", value=0)
+    extra = dict(param=FROZEN) if frozen else {}
     for i, (num, k) in enumerate(((20, 5), (48, 3), (64, 3)), start=1):
         conv = L.Convolution(top, num_output=num, kernel_size=k, weight_filler=filler,
-                             bias_filler=bias)
+                             bias_filler=bias, **extra)
         setattr(n, f"conv{i}", conv)
         setattr(n, f"relu{i}", L.ReLU(conv, in_place=True))
         top = L.Pooling(getattr(n, f"relu{i}"), pool=P.Pooling.MAX, kernel_size=2, stride=2)
         setattr(n, f"pool{i}", top)
     if opts.conv4 == "locally_connected":
         n.conv4 = L.LocallyConnected(top, num_output=80, kernel_size=2, weight_filler=filler,
-                                     bias_filler=bias)
+                                     bias_filler=bias, **extra)
     elif opts.conv4 == "convolution":
         n.conv4 = L.Convolution(top, num_output=80, kernel_size=2, weight_filler=filler,
-                                bias_filler=bias)
+                                bias_filler=bias, **extra)
     else:
         raise ValueError(f"conv4 must be locally_connected or convolution, not {opts.conv4!r}")
     n.relu4 = L.ReLU(n.conv4, in_place=True)
-    n.fc5 = L.InnerProduct(n.relu4, num_output=256, weight_filler=filler, bias_filler=bias)
+    n.fc5 = L.InnerProduct(n.relu4, num_output=256, weight_filler=filler, bias_filler=bias,
+                           **extra)
     n.relu5 = L.ReLU(n.fc5, in_place=True)
     return n.relu5
 
 
-def _landmark_head(n, L, feat, opts: NetOptions):
+def _landmark_head(n, L, feat, opts: NetOptions, frozen: bool = False):
     scheme = SCHEMES[opts.scheme]
     n.fc_landmarks = L.InnerProduct(feat, num_output=2 * scheme.count,
                                     weight_filler=dict(type="xavier"),
-                                    bias_filler=dict(type="constant", value=0))
+                                    bias_filler=dict(type="constant", value=0),
+                                    **(dict(param=FROZEN) if frozen else {}))
     if opts.landmark_activation == "linear":
         return n.fc_landmarks
     if opts.landmark_activation not in ("tanh", "abs_tanh"):
@@ -108,10 +116,12 @@ def train_net(train_source: str, val_source: str, stage: str, opts: NetOptions =
     n.landmark_target = tops[0]
     for task, top in zip(TASKS, tops[1:]):
         setattr(n, f"{task.name}_label", top)
-    feat = _trunk(n, L, P, n.data, opts)
-    pred = _landmark_head(n, L, feat, opts)
-    n.landmark_loss = L.EuclideanLoss(pred, n.landmark_target, loss_weight=LANDMARK_LOSS_WEIGHT)
-    aux_on = opts.auxiliary and stage == "multitask"
+    heads_only = stage == "heads"
+    feat = _trunk(n, L, P, n.data, opts, frozen=heads_only)
+    pred = _landmark_head(n, L, feat, opts, frozen=heads_only)
+    n.landmark_loss = L.EuclideanLoss(pred, n.landmark_target,
+                                      loss_weight=0 if heads_only else LANDMARK_LOSS_WEIGHT)
+    aux_on = opts.auxiliary and stage in ("multitask", "heads")
     for task in TASKS:
         if not opts.auxiliary:
             # Still consume the label blob, so Caffe does not print it as an output.
