@@ -33,6 +33,8 @@ def parse_args(argv):
     p.add_argument("--mtcnn", type=Path, help="folder with the MTCNN det1-3 models (not shipped)")
     p.add_argument("--boxes", type=Path, help="boxes file instead of the detector")
     p.add_argument("--batch", type=int, default=64, help="images per batch")
+    p.add_argument("--pad", type=float, default=0.0,
+                   help="border added before detection (e.g. 0.25 for tight face crops)")
     p.add_argument("--annotate", action="store_true", help="write annotated images/videos")
     p.add_argument("--smooth", action="store_true", help="one-euro smoothing in videos")
     return p.parse_args(argv)
@@ -72,7 +74,7 @@ def main(argv=None) -> int:
     from tcdcn.smoothing import LandmarkSmoother
 
     detector = Detector(args.model or DEFAULT_MODEL, batch=args.batch, detector=args.detector,
-                        mtcnn=args.mtcnn, backend=args.backend)
+                        mtcnn=args.mtcnn, backend=args.backend, pad=args.pad)
     given = read_boxes(args.boxes) if args.boxes else None
     args.out.mkdir(parents=True, exist_ok=True)
     files = expand(args.inputs)

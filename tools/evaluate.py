@@ -29,6 +29,8 @@ def parse_args(argv):
     p.add_argument("--boxes", choices=("list", "detector", "landmarks"), default="landmarks")
     p.add_argument("--detector", choices=("haar", "mtcnn"), default="haar")
     p.add_argument("--mtcnn", type=Path, help="folder with the MTCNN det1-3 models")
+    p.add_argument("--detect-pad", type=float, default=0.25,
+                   help="border added before detection, as a fraction of the longer side")
     p.add_argument("--refine", type=int, default=0,
                    help="re-centre the crop on the predicted points and predict again, N times")
     p.add_argument("--json", type=Path, help="write the report here")
@@ -49,7 +51,8 @@ def main(argv=None) -> int:
             list_path = args.root / "MTFL" / "testing.txt"
         samples, _, _ = load_samples(args.dataset, args.root, list_path)
         model = LandmarkModel(args.model)
-        report = evaluate(model, samples, args.boxes, args.detector, args.mtcnn, args.refine)
+        report = evaluate(model, samples, args.boxes, args.detector, args.mtcnn, args.refine,
+                          args.detect_pad)
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -65,7 +65,7 @@ class Detector:
 
     def __init__(self, model: str | Path = DEFAULT_MODEL, batch: int = 64, min_face: int = 20,
                  detector: str = "haar", mtcnn: str | Path | None = None,
-                 backend: str = "caffe", refine: int | None = None):
+                 backend: str = "caffe", refine: int | None = None, pad: float = 0.0):
         from tcdcn.detect import Calibration, HaarDetector
         self.model = LandmarkModel(model, batch=batch, backend=backend)
         calib = Calibration(**self.model.meta.get("detector_calibration", {}).get(detector, {}))
@@ -78,6 +78,9 @@ class Detector:
             self.detector = MTCNNDetector(mtcnn, calib, min_size=min_face)
         else:
             raise ValueError(f"detector must be 'haar' or 'mtcnn', not {detector!r}")
+        if pad > 0:   # tight crops: let faces that touch the edges be found
+            from tcdcn.detect import Padded
+            self.detector = Padded(self.detector, pad)
         self.wants_colour = detector == "mtcnn"
         # a second, re-centred pass only where the model's measurements say it helps
         self.refine = refine if refine is not None else int(self.model.meta.get("refine", 0))

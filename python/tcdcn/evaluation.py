@@ -4,7 +4,9 @@ Boxes: `list` uses the list's own boxes; `landmarks` derives them from the true 
 the calibrated rule of boxes.py (as for training faces without boxes); `detector` runs the
 Haar detector (calibrated with the model's stored calibration) and takes, for each face,
 the detection that overlaps its landmark-derived box most; a face whose best detection
-overlaps less than MIN_IOU is a miss and counts as a failure.
+overlaps less than MIN_IOU is a miss and counts as a failure. Detectors run on the image
+with a replicated border (DETECT_PAD of its longer side), since the AFLW test images are
+tight crops whose faces touch the edges.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import numpy as np
 
 from tcdcn.boxes import box_from_landmarks
 from tcdcn.datasets import DataError, Sample
-from tcdcn.detect import Calibration, HaarDetector, iou
+from tcdcn.detect import Calibration, HaarDetector, Padded, iou
 from tcdcn.metrics import attribute_report, landmark_report
 from tcdcn.schemes import IBUG68_PUPILS, TASKS
 
@@ -53,21 +55,26 @@ def boxes_for(samples: list[Sample], mode: str, detector=None,
     raise ValueError(f"unknown box mode {mode!r}")
 
 
-def make_detector(model, name: str = "haar", mtcnn_dir=None):
-    """The named detector with the model's stored calibration for it."""
+DETECT_PAD = 0.25   # border added before detection: the AFLW test images are tight crops
+
+
+def make_detector(model, name: str = "haar", mtcnn_dir=None, pad: float = DETECT_PAD):
+    """The named detector with the model's stored calibration for it, run with a border."""
     calib = Calibration(**model.meta.get("detector_calibration", {}).get(name, {}))
     if name == "haar":
-        return HaarDetector(calib)
-    if name == "mtcnn":
+        detector = HaarDetector(calib)
+    elif name == "mtcnn":
         from tcdcn.mtcnn import MTCNNDetector
         if mtcnn_dir is None:
             raise DataError("--detector mtcnn needs the MTCNN model folder (--mtcnn DIR)")
-        return MTCNNDetector(mtcnn_dir, calib)
-    raise ValueError(f"unknown detector {name!r}")
+        detector = MTCNNDetector(mtcnn_dir, calib)
+    else:
+        raise ValueError(f"unknown detector {name!r}")
+    return Padded(detector, pad) if pad > 0 else detector
 
 
 def evaluate(model, samples: list[Sample], mode: str, detector_name: str = "haar",
-             mtcnn_dir=None, refine: int = 0) -> dict:
+             mtcnn_dir=None, refine: int = 0, pad: float = DETECT_PAD) -> dict:
     """Run `model` (inference.LandmarkModel) on every face; the report as a dict."""
     images, colour = {}, {}
     for s in samples:
@@ -79,7 +86,7 @@ def evaluate(model, samples: list[Sample], mode: str, detector_name: str = "haar
             images[key] = image
     detector = None
     if mode == "detector":
-        detector = make_detector(model, detector_name, mtcnn_dir)
+        detector = make_detector(model, detector_name, mtcnn_dir, pad)
         if detector_name == "mtcnn":   # MTCNN wants colour
             colour = {k: cv2.imread(k, cv2.IMREAD_COLOR) for k in images}
     boxes = boxes_for(samples, mode, detector, colour or images)
@@ -97,7 +104,8 @@ def evaluate(model, samples: list[Sample], mode: str, detector_name: str = "haar
             for t in model.tasks:
                 attr_pred[t.name][i] = t.classes.index(face.attributes[t.name][0])
     gt = np.array([s.landmarks for s in samples])
-    report = {"boxes": mode if mode != "detector" else f"detector ({detector_name})",
+    report = {"boxes": mode if mode != "detector" else f"detector ({detector_name}, "
+                                                         f"image padded by {pad:.0%})",
               "refine": refine,
               **landmark_report(pred, gt, model.scheme)}
     if model.scheme.count == 68:
