@@ -1,0 +1,82 @@
+"""The committed model: it describes itself, runs through both backends alike on real faces,
+and finds the demo's face."""
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import REPO
+
+MODEL = REPO / "models" / "tcdcn_5pt"
+SHARED = REPO.parent / "shared" / "data"
+# crop units (1 = the crop's side) and probabilities; the README gives the measured value
+PARITY_TOLERANCE = 1e-4
+
+
+def test_model_folder_describes_itself():
+    meta = json.loads((MODEL / "model.json").read_text())
+    assert meta["input"]["size"] == 40 and meta["input"]["channels"] == 1
+    assert meta["landmark_scheme"] == "5pt" and len(meta["landmark_names"]) == 5
+    assert set(meta["attributes"]) == {"gender", "smile", "glasses", "pose"}
+    assert "train.py" in meta["training"]["command"] and len(meta["commit"]) >= 40
+    for key in ("validation_list_boxes", "aflw_landmark_boxes", "aflw_haar_boxes"):
+        assert meta["numbers"][key]["n_faces"] > 0
+    assert (MODEL / meta["files"]["weights"]).is_file()
+    assert (MODEL / meta["files_opencv"]["weights"]).is_file()
+
+
+def real_faces():
+    """The astronaut, and AFLW test faces when the shared data is here."""
+    import skimage.data
+    from tcdcn.boxes import box_from_landmarks
+    faces = [(cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2GRAY),
+              np.array([[170.0, 60.0, 275.0, 170.0]]))]
+    if (SHARED / "MTFL" / "testing.txt").is_file():
+        from tcdcn.datasets import read_mtfl
+        for s in read_mtfl(SHARED / "MTFL" / "testing.txt", SHARED / "MTFL")[:40]:
+            faces.append((cv2.imread(str(s.image), cv2.IMREAD_GRAYSCALE),
+                          box_from_landmarks(s.landmarks)[None]))
+    return faces
+
+
+@pytest.mark.caffe
+def test_opencv_backend_matches_caffe_on_real_faces():
+    from tcdcn.inference import LandmarkModel
+    a, b = LandmarkModel(MODEL, backend="caffe"), LandmarkModel(MODEL, backend="opencv")
+    worst = 0.0
+    for image, boxes in real_faces():
+        crops, _ = a.crops(image, boxes)
+        ra, rb = a.forward(crops), b.forward(crops)
+        worst = max(worst, max(float(np.abs(ra[k] - rb[k]).max()) for k in ra))
+    assert worst < PARITY_TOLERANCE, worst
+
+
+def test_opencv_backend_alone_needs_no_caffe(python_exe):
+    """In a fresh interpreter where importing caffe fails, the OpenCV backend still works."""
+    from conftest import run
+    script = ("import sys; sys.modules['caffe'] = None\n"
+              "from tcdcn.inference import LandmarkModel\n"
+              "import numpy as np\n"
+              f"m = LandmarkModel({str(MODEL)!r}, backend='opencv')\n"
+              "out = m.forward(np.zeros((2, 1, 40, 40), np.float32))\n"
+              "print(out['landmarks'].shape)\n")
+    res = run([python_exe, "-c", script])
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "(2, 10)"
+
+
+@pytest.mark.caffe
+def test_demo_finds_and_marks_the_astronaut(tmp_path, python_exe):
+    from conftest import run
+    res = run([python_exe, REPO / "tools" / "demo.py", "--out", tmp_path])
+    assert res.returncode == 0, res.stderr
+    faces = json.loads((tmp_path / "astronaut.json").read_text())["faces"]
+    assert len(faces) >= 1
+    face = max(faces, key=lambda f: f["score"])
+    (lx, ly), (rx, ry) = face["landmarks"][0], face["landmarks"][1]
+    # her eyes are around (205, 110) and (245, 105) in the 512 x 512 photograph
+    assert 185 < lx < 225 and 90 < ly < 130 and 225 < rx < 265 and 85 < ry < 125, face
+    assert (tmp_path / "astronaut.png").is_file()
