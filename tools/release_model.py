@@ -131,12 +131,15 @@ def main(argv=None) -> int:
 
     model = LandmarkModel(out)
     # Choices on the validation split only: keep the re-centred second pass if it helps.
-    numbers = {"validation_list_boxes": evaluate(model, val, "list"),
-               "validation_haar_boxes": evaluate(model, val, "detector", "haar"),
-               "validation_haar_boxes_refined": evaluate(model, val, "detector", "haar", refine=1)}
-    plain_nme = numbers["validation_haar_boxes"]["nme_mean"]
-    refined_nme = numbers["validation_haar_boxes_refined"]["nme_mean"]
-    refine = int(plain_nme is not None and refined_nme is not None and refined_nme < plain_nme)
+    numbers = {"validation_list_boxes": evaluate(model, val, "list")}
+    refine = 0
+    if "haar" in calibrations:   # no calibration, no meaningful detector numbers
+        numbers["validation_haar_boxes"] = evaluate(model, val, "detector", "haar")
+        numbers["validation_haar_boxes_refined"] = evaluate(model, val, "detector", "haar",
+                                                            refine=1)
+        plain_nme = numbers["validation_haar_boxes"]["nme_mean"]
+        refined_nme = numbers["validation_haar_boxes_refined"]["nme_mean"]
+        refine = int(plain_nme is not None and refined_nme is not None and refined_nme < plain_nme)
     meta["refine"] = refine
     meta["refine_rule"] = ("1 when re-centring the crop on the predicted points lowered the "
                            "validation NME with Haar boxes, else 0")
