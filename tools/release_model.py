@@ -46,6 +46,14 @@ def git_commit() -> str:
     return out.stdout.strip() + ("+uncommitted" if dirty else "")
 
 
+def portable(text: str, run: Path, lmdb: Path, caffe_tool: Path) -> str:
+    """Commands as a user would type them from the project root: the run and LMDB folders
+    as runs/<name> and lmdb/<name>, the cached caffe binary as `caffe` (.venv/bin/caffe)."""
+    return (text.replace(str(caffe_tool), "caffe")
+                .replace(str(run.resolve()), f"runs/{run.resolve().name}")
+                .replace(str(lmdb.resolve()), f"lmdb/{lmdb.resolve().name}"))
+
+
 def summary(report: dict) -> dict:
     keep = {k: v for k, v in report.items() if k not in ("ced",)}
     for a in keep.get("attributes", {}).values():
@@ -127,7 +135,13 @@ def main(argv=None) -> int:
         "licence": "Trained on MTFL (research use only; no commercial use or redistribution "
                    "of the data). The weights inherit those terms.",
     }
+    from tcdcn.caffe_build import build_info
+    tool = build_info().caffe_tool
+    meta["training"] = json.loads(portable(json.dumps(meta["training"]), args.run,
+                                           Path(state["lmdb"]), tool))
     (out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+    (out / "training_log.json").write_text(portable(
+        (args.run / "log.json").read_text(), args.run, Path(state["lmdb"]), tool))
 
     model = LandmarkModel(out)
     # Choices on the validation split only: keep the re-centred second pass if it helps.
