@@ -100,7 +100,7 @@ elif [ $STATUS_ONLY = 1 ]; then
   say "Caffe: would build $key into $BUILD"
   exit 0
 else
-  say "Caffe: building $key into $BUILD with $JOBS jobs (about 20 minutes on 2 cores)"
+  say "Caffe: building $key into $BUILD with $JOBS jobs (about 3-4 minutes on 2 cores)"
   start=$(date +%s)
   mkdir -p "$BUILD"
   launcher=()
