@@ -86,6 +86,9 @@ def test_evaluation_on_synthetic_faces(model_dir, dataset):
     from tcdcn.lmdb_build import load_samples
     samples, _, _ = load_samples("mtfl", dataset)
     model = LandmarkModel(model_dir)
+    from tcdcn.evaluation import find_boxes
+    given = evaluate(model, samples, "landmarks", boxes=find_boxes(model, samples, "landmarks"))
+    assert given["nme_mean"] == evaluate(model, samples, "landmarks")["nme_mean"]
     refined = evaluate(model, samples, "list", refine=1)
     assert refined["refine"] == 1 and refined["misses"] == 0
     for mode in ("list", "landmarks", "detector"):

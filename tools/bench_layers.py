@@ -5,7 +5,7 @@
    (input 64x3x3, kernel 2, 80 outputs, batch 256): median of several timed runs,
    the two interleaved in one process, and their ratio.
 2. MultiLabelData: records/s read from an LMDB of 40x40 grey faces with 14 labels,
-   against the samples/s a TCDCN-shaped net trains at (forward+backward).
+   against the samples/s a the TCDCN net trains at (forward+backward).
 
 Usage: tools/bench_layers.py [--threads N] [--repeats R] [--json OUT]
 """
@@ -82,48 +82,13 @@ def bench_conv4(caffe, np, repeats: int, iters: int) -> dict:
     }
 
 
-def tcdcn_shaped_net(caffe, batch: int, source: str | None):
-    """The ECCV 2014 TCDCN layout (40x40 grey in, conv4 locally connected, five heads)."""
-    from caffe import layers as L, params as P
-    n = caffe.NetSpec()
-    if source:
-        n.data, n.label = L.MultiLabelData(source=source, batch_size=batch, ntop=2)
-    else:
-        n.data = L.Input(shape=dict(dim=[batch, 1, 40, 40]))
-        n.label = L.Input(shape=dict(dim=[batch, 14]))
-    n.norm = L.MVN(n.data)
-    n.norm_relu = L.ReLU(n.norm, in_place=True)
-    prev = n.norm_relu
-    for i, (out, k) in enumerate([(20, 5), (48, 3), (64, 3)], start=1):
-        conv = L.Convolution(prev, num_output=out, kernel_size=k, weight_filler=dict(type="xavier"))
-        setattr(n, f"conv{i}", conv)
-        setattr(n, f"relu{i}", L.ReLU(conv, in_place=True))
-        prev = L.Pooling(getattr(n, f"relu{i}"), pool=P.Pooling.MAX, kernel_size=2, stride=2)
-        setattr(n, f"pool{i}", prev)
-    n.conv4 = L.LocallyConnected(prev, num_output=80, kernel_size=2, weight_filler=dict(type="xavier"))
-    n.relu4 = L.ReLU(n.conv4, in_place=True)
-    n.fc5 = L.InnerProduct(n.relu4, num_output=256, weight_filler=dict(type="xavier"))
-    n.relu5 = L.ReLU(n.fc5, in_place=True)
-    n.points, n.gender, n.smile, n.glasses, n.pose = L.Slice(
-        n.label, slice_point=[10, 11, 12, 13], axis=1, ntop=5)
-    n.pred = L.InnerProduct(n.relu5, num_output=10, weight_filler=dict(type="xavier"))
-    n.pred_tanh = L.TanH(n.pred, in_place=True)
-    n.landmark_loss = L.EuclideanLoss(n.pred_tanh, n.points)
-    for task, classes, weight in (("gender", 2, 0.1), ("smile", 2, 0.1),
-                                  ("glasses", 2, 0.1), ("pose", 5, 0.3)):
-        logits = L.InnerProduct(n.relu5, num_output=classes, weight_filler=dict(type="xavier"))
-        setattr(n, f"{task}_fc", logits)
-        setattr(n, f"{task}_loss", L.SoftmaxWithLoss(logits, getattr(n, task), loss_weight=weight))
-    return n.to_proto()
-
-
 def bench_data(caffe, np, records: int, repeats: int) -> dict:
     from tcdcn.lmdb_io import encode_datum, write_lmdb
     batch = 256
     rng = np.random.default_rng(1)
     with tempfile.TemporaryDirectory() as tmp:
         source = str(Path(tmp) / "db")
-        labels = np.zeros(14, np.float32)
+        labels = np.zeros(14, np.float32)   # 10 coordinates, then 4 class ids
         write_lmdb(source, (encode_datum(rng.integers(0, 256, (1, 40, 40), dtype=np.uint8),
                                          labels) for _ in range(records)))
         reader = caffe.NetSpec()
@@ -138,9 +103,10 @@ def bench_data(caffe, np, records: int, repeats: int) -> dict:
                 read_net.forward()
             read_rates.append(steps * batch / (time.perf_counter() - start))
 
-        train_net = load(caffe, tcdcn_shaped_net(caffe, batch, None), caffe.TRAIN)
-        train_net.blobs["data"].data[...] = rng.integers(0, 256, (batch, 1, 40, 40))
-        train_net.blobs["label"].data[...] = 0
+        # the released net's own train/val definition (tcdcn/net.py), reading the same LMDB
+        from tcdcn.net import train_net as tcdcn_train_net
+        train_net = load(caffe, tcdcn_train_net(source, source, "multitask", batch=batch),
+                         caffe.TRAIN)
         train_net.forward()
         train_net.backward()
         train_rates = []
@@ -172,7 +138,7 @@ def main(argv=None) -> int:
 
     data = bench_data(caffe, np, args.records, args.repeats)
     print(f"MultiLabelData: {data['records_per_s']:,.0f} records/s read (40x40x1, 14 labels, "
-          f"batch {data['batch']}); TCDCN-shaped net trains at "
+          f"batch {data['batch']}); the TCDCN net trains at "
           f"{data['net_samples_per_s']:,.0f} samples/s; ratio {data['read_over_train']:.1f}")
 
     result = {"threads": args.threads, "repeats": args.repeats, "conv4": conv4,

@@ -65,7 +65,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("GLOG_minloglevel", "2")
     from tcdcn.detect import HaarDetector, fit_calibration  # noqa: F401
-    from tcdcn.evaluation import evaluate, format_table, plot_ced
+    from tcdcn.evaluation import evaluate, find_boxes, format_table, plot_ced
     from tcdcn.inference import LandmarkModel
     from tcdcn.lmdb_build import load_samples, split_by_group
     from tcdcn.net import NetOptions, deploy_net
@@ -148,9 +148,11 @@ def main(argv=None) -> int:
     numbers = {"validation_list_boxes": evaluate(model, val, "list")}
     refine = 0
     if "haar" in calibrations:   # no calibration, no meaningful detector numbers
-        numbers["validation_haar_boxes"] = evaluate(model, val, "detector", "haar")
+        haar_boxes = find_boxes(model, val, "detector", "haar")   # detect once, use twice
+        numbers["validation_haar_boxes"] = evaluate(model, val, "detector", "haar",
+                                                    boxes=haar_boxes)
         numbers["validation_haar_boxes_refined"] = evaluate(model, val, "detector", "haar",
-                                                            refine=1)
+                                                            refine=1, boxes=haar_boxes)
         plain_nme = numbers["validation_haar_boxes"]["nme_mean"]
         refined_nme = numbers["validation_haar_boxes_refined"]["nme_mean"]
         refine = int(plain_nme is not None and refined_nme is not None and refined_nme < plain_nme)

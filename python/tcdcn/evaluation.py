@@ -73,23 +73,41 @@ def make_detector(model, name: str = "haar", mtcnn_dir=None, pad: float = DETECT
     return Padded(detector, pad) if pad > 0 else detector
 
 
-def evaluate(model, samples: list[Sample], mode: str, detector_name: str = "haar",
-             mtcnn_dir=None, refine: int = 0, pad: float = DETECT_PAD) -> dict:
-    """Run `model` (inference.LandmarkModel) on every face; the report as a dict."""
+def load_images(samples: list[Sample], want_colour: bool) -> tuple[dict, dict]:
+    """Grey images by path, and the colour ones too when a detector wants colour (MTCNN);
+    each file is decoded once."""
     images, colour = {}, {}
     for s in samples:
         key = str(s.image)
-        if key not in images:
-            image = cv2.imread(key, cv2.IMREAD_GRAYSCALE)
-            if image is None:
-                raise DataError(f"{s.source}: image {s.image} cannot be read")
-            images[key] = image
-    detector = None
-    if mode == "detector":
-        detector = make_detector(model, detector_name, mtcnn_dir, pad)
-        if detector_name == "mtcnn":   # MTCNN wants colour
-            colour = {k: cv2.imread(k, cv2.IMREAD_COLOR) for k in images}
-    boxes = boxes_for(samples, mode, detector, colour or images)
+        if key in images:
+            continue
+        image = cv2.imread(key, cv2.IMREAD_COLOR if want_colour else cv2.IMREAD_GRAYSCALE)
+        if image is None:
+            raise DataError(f"{s.source}: image {s.image} cannot be read")
+        if want_colour:
+            colour[key] = image
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        images[key] = image
+    return images, colour
+
+
+def find_boxes(model, samples: list[Sample], mode: str, detector_name: str = "haar",
+               mtcnn_dir=None, pad: float = DETECT_PAD, images=None, colour=None) -> list:
+    """The box (or None for a miss) evaluate() would use for each face."""
+    if images is None:
+        images, colour = load_images(samples, mode == "detector" and detector_name == "mtcnn")
+    detector = make_detector(model, detector_name, mtcnn_dir, pad) if mode == "detector" else None
+    return boxes_for(samples, mode, detector, colour or images)
+
+
+def evaluate(model, samples: list[Sample], mode: str, detector_name: str = "haar",
+             mtcnn_dir=None, refine: int = 0, pad: float = DETECT_PAD, boxes=None) -> dict:
+    """Run `model` (inference.LandmarkModel) on every face; the report as a dict.
+    `boxes` (one per sample, None for a miss) skips box finding: reuse them when the same
+    faces are evaluated twice, e.g. with and without refinement."""
+    images, colour = load_images(samples, mode == "detector" and detector_name == "mtcnn")
+    if boxes is None:
+        boxes = find_boxes(model, samples, mode, detector_name, mtcnn_dir, pad, images, colour)
     k = model.scheme.count
     pred = np.full((len(samples), k, 2), np.nan)
     attr_pred = {t.name: np.full(len(samples), -1) for t in model.tasks}
@@ -106,6 +124,7 @@ def evaluate(model, samples: list[Sample], mode: str, detector_name: str = "haar
     gt = np.array([s.landmarks for s in samples])
     report = {"boxes": mode if mode != "detector" else f"detector ({detector_name}, "
                                                          f"image padded by {pad:.0%})",
+
               "refine": refine,
               **landmark_report(pred, gt, model.scheme)}
     if model.scheme.count == 68:
