@@ -136,7 +136,11 @@ GTEST_SUITES = [
     "ConvolutionLayerTest", "PoolingLayerTest", "InnerProductLayerTest", "NeuronLayerTest",
     "MVNLayerTest", "SliceLayerTest", "EuclideanLossLayerTest", "SoftmaxWithLossLayerTest",
     "AccuracyLayerTest", "DataLayerTest", "LocallyConnectedLayerTest", "MultiLabelDataLayerTest",
+    "FastCpuPathsTest",
 ]
+# The layers with fast CPU paths (caffe_patches/02xx-perf-*): their upstream suites run
+# above with the fast paths (the default) and here once more with upstream's loops.
+PATCHED_SUITES = ["ConvolutionLayerTest", "PoolingLayerTest", "NeuronLayerTest", "MVNLayerTest"]
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +154,17 @@ def gtest_list(build):
 def test_caffe_gtests_pass_on_cpu(build, gtest_list, suite):
     assert re.search(rf"^{suite}/\d+\.", gtest_list, re.M), f"{suite} is not in the binary"
     pattern = f"{suite}/*.*LMDB*" if suite == "DataLayerTest" else f"{suite}/*"
-    out = run([build.gtest, f"--gtest_filter={pattern}:-*GPU*"], cwd=build.source_dir)
+    check_gtest_run(run([build.gtest, f"--gtest_filter={pattern}:-*GPU*"], cwd=build.source_dir))
+
+
+@pytest.mark.parametrize("suite", PATCHED_SUITES)
+def test_patched_layers_pass_with_upstream_paths_and_one_thread(build, suite):
+    env = dict(os.environ, CAFFE_FAST_CPU="0", OMP_NUM_THREADS="1")
+    check_gtest_run(run([build.gtest, f"--gtest_filter={suite}/*:-*GPU*"],
+                        cwd=build.source_dir, env=env))
+
+
+def check_gtest_run(out) -> None:
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     ran = re.search(r"\[==========\] (\d+) tests? from", out.stdout)
     passed = re.search(r"\[  PASSED  \] (\d+) tests?", out.stdout)

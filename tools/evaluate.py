@@ -33,6 +33,10 @@ def parse_args(argv):
                    help="border added before detection, as a fraction of the longer side")
     p.add_argument("--refine", type=int, default=0,
                    help="re-centre the crop on the predicted points and predict again, N times")
+    p.add_argument("--flip", choices=("model", "on", "off"), default="model",
+                   help="test-time flip averaging: as model.json says (default), on or off")
+    p.add_argument("--crop-scale", type=float,
+                   help="crop side in box sides (default: model.json's input.crop_scale)")
     p.add_argument("--json", type=Path, help="write the report here")
     p.add_argument("--ced", type=Path, help="CED plot (default: next to --json)")
     return p.parse_args(argv)
@@ -51,12 +55,17 @@ def main(argv=None) -> int:
             list_path = args.root / "MTFL" / "testing.txt"
         samples, _, _ = load_samples(args.dataset, args.root, list_path)
         model = LandmarkModel(args.model)
+        if args.flip != "model":
+            model.flip = args.flip == "on"
+        if args.crop_scale is not None:
+            model.crop_scale = args.crop_scale
         report = evaluate(model, samples, args.boxes, args.detector, args.mtcnn, args.refine,
                           args.detect_pad)
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     report.update(model=str(args.model), dataset=args.dataset, list=str(list_path),
+                  flip=model.flip, crop_scale=model.crop_scale,
                   command=" ".join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:])))
     print(format_table(report))
     if args.json:

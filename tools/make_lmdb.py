@@ -40,11 +40,16 @@ def parse_args(argv):
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--size", type=int, default=40, help="crop size in pixels (default 40)")
     p.add_argument("--channels", type=int, choices=(1, 3), default=1)
+    p.add_argument("--profile-weight", type=int, default=1, metavar="W",
+                   help="draw left/right profile faces W times as often (default 1)")
     p.add_argument("--skip-bad", action="store_true",
                    help="skip bad lines/images, count and list them in the manifest")
     p.add_argument("--preview", type=int, default=0, metavar="K",
                    help="write OUT/preview.png with K records read back")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.profile_weight < 1:
+        p.error(f"--profile-weight must be at least 1, not {args.profile_weight}")
+    return args
 
 
 def preview(out: Path, k: int, size: int) -> Path:
@@ -90,7 +95,7 @@ def main(argv=None) -> int:
                       samples=args.samples, list_path=args.list,
                       val_fraction=args.val_fraction, val_list=args.val_list, seed=args.seed,
                       workers=args.workers, size=args.size, channels=args.channels,
-                      skip_bad=args.skip_bad,
+                      skip_bad=args.skip_bad, profile_weight=args.profile_weight,
                       command=shlex.join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:])))
     try:
         manifest = build(cfg, progress=lambda total: tqdm(total=total, unit="sample",

@@ -7,6 +7,7 @@
 #   4. pycaffe and the `caffe` tool linked into .venv/, and the project package installed.
 #
 # Environment: TCDCN_CACHE (default ~/.cache/tcdcn-caffe), TCDCN_CUDA=ON for a CUDA build,
+# TCDCN_BLAS=openblas-openmp (default) or openblas-pthread,
 # TCDCN_CAFFE_TARBALL or TCDCN_CAFFE_SOURCE to build from your own Caffe tarball/checkout,
 # JOBS (default: all cores).
 # Usage: tools/setup.sh [--status]   (--status: say what would be done, change nothing)
@@ -16,6 +17,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV="$ROOT/.venv"
 CACHE="${TCDCN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tcdcn-caffe}"
 CUDA="${TCDCN_CUDA:-OFF}"
+BLAS="${TCDCN_BLAS:-openblas-openmp}"   # or openblas-pthread (tools/bench_train.py compares)
 JOBS="${JOBS:-$(nproc)}"
 SYSTEM_PYTHON=/usr/bin/python3   # Debian's: boost-python is built for it
 STATUS_ONLY=0
@@ -78,11 +80,11 @@ if command -v nvcc >/dev/null && [ "${TCDCN_CUDA_CHECK:-1}" = 1 ]; then
 fi
 
 
-toolchain="cuda=$CUDA"
+toolchain="cuda=$CUDA;blas=$BLAS"
 toolchain+=";python=$("$PY" -c 'import sys; print(sys.version.split()[0])')"
 toolchain+=";numpy=$("$PY" -c 'import numpy; print(numpy.__version__)')"
 toolchain+=";protoc=$(protoc --version);gcc=$(gcc -dumpfullversion)"
-cmake_args=(-DTCDCN_USE_CUDA="$CUDA")
+cmake_args=(-DTCDCN_USE_CUDA="$CUDA" -DTCDCN_BLAS="$BLAS")
 if [ -n "${TCDCN_CAFFE_SOURCE:-}" ]; then
   cmake_args+=(-DCAFFE_SOURCE="$(realpath "$TCDCN_CAFFE_SOURCE")")
   toolchain+=";source=$(realpath "$TCDCN_CAFFE_SOURCE")"

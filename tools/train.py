@@ -41,6 +41,10 @@ def parse_args(argv):
     p.add_argument("--smooth", type=int, default=3)
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--lr", type=float, default=0.003)
+    p.add_argument("--lr-policy", choices=("fixed", "poly"), default="fixed",
+                   help="per stage: fixed, or poly (linear decay to 0 at the stage's cap)")
+    p.add_argument("--width", type=float, default=1.0,
+                   help="channel multiplier of the trunk (1.5, 2: wider nets)")
     p.add_argument("--seed", type=int, default=1)
     # switches for the ablations
     p.add_argument("--conv4", choices=("locally_connected", "convolution"),
@@ -51,8 +55,37 @@ def parse_args(argv):
     p.add_argument("--unstaged", action="store_true",
                    help="one multitask stage, stopped on the landmark loss")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
-                   help="OpenBLAS threads for caffe (default: all cores)")
+                   help="threads for caffe (OMP_NUM_THREADS; default: all cores)")
+    p.add_argument("--force", action="store_true",
+                   help="continue a run folder although its recorded options differ")
     return p.parse_args(argv)
+
+
+# The options that define a run: a rerun in the same folder must give the same ones.
+RUN_OPTIONS = ("max_iter", "refit_heads", "test_interval", "patience", "smooth", "batch", "lr",
+               "lr_policy", "width", "seed", "conv4", "activation", "no_relu_after_norm",
+               "landmarks_only", "unstaged")
+
+
+def run_options(args) -> dict:
+    return {"lmdb": str(args.lmdb.resolve()),
+            **{k: (list(v) if isinstance(v, tuple) else v)
+               for k, v in vars(args).items() if k in RUN_OPTIONS}}
+
+
+def check_same_run(state: dict, args) -> None:
+    """Refuse to continue a run folder with other options (the stages would mix them)."""
+    recorded = state.get("options")
+    if recorded is None or args.force:
+        return
+    now = run_options(args)
+    # options added after the run began count as their defaults
+    differ = [k for k in now if k in recorded and recorded[k] != now[k]]
+    if differ:
+        lines = "; ".join(f"--{k.replace('_', '-')}: run has {recorded[k]!r}, now {now[k]!r}"
+                          for k in differ)
+        raise SystemExit(f"error: {args.run} was started with other options ({lines}). Use "
+                         "another --run folder, or --force to continue it anyway.")
 
 
 def stages_for(args) -> list[str]:
@@ -75,6 +108,7 @@ def write_stage_files(args, stage: str, stage_dir: Path, n_val: int, opts) -> Pa
     s = solver(str(stage_dir / "train_val.prototxt"), stage, str(stage_dir / stage),
                test_iter=max(1, n_val // val_batch),
                opts=SolverOptions(batch=args.batch, base_lr=args.lr, max_iter=cap,
+                                  lr_policy=args.lr_policy,
                                   test_interval=args.test_interval, seed=args.seed))
     (stage_dir / "solver.prototxt").write_text(str(s))
     return stage_dir / "solver.prototxt"
@@ -94,7 +128,7 @@ def measure_for(stage: str, args):
 
 
 def run_stage(args, stage: str, state: dict, caffe_tool: Path, opts) -> None:
-    from tcdcn.training import LogParser, StopRule
+    from tcdcn.training import DivergenceGuard, LogParser, StopRule
     stage_dir = args.run / stage
     st = state["stages"].setdefault(stage, {"tests": [], "done": False})
     solver_path = write_stage_files(args, stage, stage_dir, state["n_val"], opts)
@@ -103,7 +137,9 @@ def run_stage(args, stage: str, state: dict, caffe_tool: Path, opts) -> None:
     if resume is not None:
         cmd += ["-snapshot", str(resume)]
         done_iter = int(resume.stem.rsplit("_", 1)[1])
-        st["tests"] = [t for t in st["tests"] if t["iter"] <= done_iter]
+        # caffe tests again at the iteration it resumes from: drop that record, so that
+        # every validation counts once and the stop rule decides as in an unbroken run
+        st["tests"] = [t for t in st["tests"] if t["iter"] < done_iter]
     else:
         st["tests"] = []
         previous = state.get("best_weights")
@@ -116,7 +152,9 @@ def run_stage(args, stage: str, state: dict, caffe_tool: Path, opts) -> None:
     name, measure = measure_for(stage, args)
     rule = StopRule(patience=args.patience, smooth=args.smooth)
     parser = LogParser()
-    env = {**os.environ, "GLOG_minloglevel": "0", "OPENBLAS_NUM_THREADS": str(args.threads)}
+    guard = DivergenceGuard()
+    env = {**os.environ, "GLOG_minloglevel": "0", "OMP_NUM_THREADS": str(args.threads),
+           "OPENBLAS_NUM_THREADS": str(args.threads)}
     stopped_by_rule = False
     started = time.time()
     with open(stage_dir / "caffe.log", "a") as log:
@@ -128,8 +166,21 @@ def run_stage(args, stage: str, state: dict, caffe_tool: Path, opts) -> None:
                 finished = parser.feed(line)
                 if parser.train and line.find(", loss = ") > 0:
                     t = parser.train[-1]
+                    rate = parser.samples_per_s(args.batch)
                     print(f"  [{stage}] iter {t['iter']:6d}  train loss {t['loss']:.5f}  "
-                          f"({time.time() - started:.0f}s)", flush=True)
+                          f"({time.time() - started:.0f}s"
+                          f"{f', {rate:,.0f} samples/s' if rate else ''})", flush=True)
+                    why = guard.check(t["loss"])
+                    if why is not None:
+                        proc.kill()   # no snapshot of the diverged weights
+                        proc.wait()
+                        st["diverged"] = {"iter": t["iter"], "why": why}
+                        save_state(args.run, state)
+                        good = latest_solverstate(stage_dir, stage)
+                        raise SystemExit(
+                            f"error: stage {stage} stopped at iteration {t['iter']}: {why}. "
+                            f"Lower --lr. The last good snapshot: "
+                            f"{good if good else 'none (the stage had not snapshotted yet)'}")
                 if finished is not None:
                     stopped_by_rule |= on_test(finished, st, measure, name, rule, stage, proc)
                     save_state(args.run, state)
@@ -168,6 +219,9 @@ def on_test(record: dict, st: dict, measure, name: str, rule, stage: str, proc) 
     st["tests"].append(record)
     values = [t["measure"] for t in st["tests"] if t["measure"] is not None]
     shown = ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k not in ("iter", "measure"))
+    if record["measure"] is None:   # a test cut short (caffe stopped during it)
+        print(f"  [{stage}] validation @ {record['iter']}: incomplete, not counted", flush=True)
+        return False
     print(f"  [{stage}] validation @ {record['iter']}: {name} measure "
           f"{record['measure']:.6f} ({shown})", flush=True)
     if proc is not None and rule.should_stop(values):
@@ -240,7 +294,7 @@ def main(argv=None) -> int:
     manifest = json.loads((args.lmdb / "manifest.json").read_text())
     opts = NetOptions(scheme=manifest["scheme"], conv4=args.conv4,
                       landmark_activation=args.activation,
-                      relu_after_norm=not args.no_relu_after_norm,
+                      relu_after_norm=not args.no_relu_after_norm, width=args.width,
                       auxiliary=not args.landmarks_only)
     state_path = args.run / "state.json"
     state = json.loads(state_path.read_text()) if state_path.is_file() else {
@@ -249,7 +303,8 @@ def main(argv=None) -> int:
         "train_command": shlex.join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:])),
         "commit": subprocess.run(["git", "-C", str(Path(__file__).resolve().parent), "rev-parse",
                                   "HEAD"], capture_output=True, text=True).stdout.strip(),
-        "lmdb_manifest": manifest}
+        "lmdb_manifest": manifest, "options": run_options(args)}
+    check_same_run(state, args)
     caffe_tool = build_info().caffe_tool
     for stage in stages_for(args):
         if state["stages"].get(stage, {}).get("done"):

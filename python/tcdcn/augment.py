@@ -19,6 +19,8 @@ import numpy as np
 from tcdcn.schemes import POSE_FLIP, LandmarkScheme
 
 CROP_MARGIN = 0.0  # extra border around the box, as a fraction of its side, on each side
+CANONICAL_BOX = 1.5      # box side in the canonical region, in output crop sizes
+CANONICAL_REGION = 2.6   # region side / box side: room for scale 1.4, 30 degrees, shifts
 
 
 def square_crop(box: np.ndarray, margin: float = CROP_MARGIN) -> tuple[np.ndarray, float]:
@@ -50,6 +52,57 @@ def apply_matrix(m: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 def invert_matrix(m: np.ndarray) -> np.ndarray:
     return cv2.invertAffineTransform(m)
+
+
+def compose(m2: np.ndarray, m1: np.ndarray) -> np.ndarray:
+    """The affine map m2 after m1 (both 2x3)."""
+    return np.hstack([m2[:, :2] @ m1[:, :2], (m2[:, :2] @ m1[:, 2] + m2[:, 2])[:, None]])
+
+
+def face_region(image: np.ndarray, centre, side: float, size: int
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """The one crop path of training and inference, first step: a square region of
+    CANONICAL_REGION box sides around the box, resampled so that the box is CANONICAL_BOX
+    crop sizes wide. Faces more than twice that size are first shrunk with area averaging
+    (a bilinear warp alone would alias). Returns (region, matrix from image pixels to
+    region pixels, box centre and box side in region pixels); region_crop() then cuts the
+    net's input out of it, augmented or not."""
+    box_px = CANONICAL_BOX * size
+    region_px = int(round(CANONICAL_REGION * box_px))
+    pre = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    centre = np.asarray(centre, dtype=np.float64)
+    if box_px / side < 0.5:
+        h, w = image.shape[:2]
+        image = cv2.resize(image, None, fx=2 * box_px / side, fy=2 * box_px / side,
+                           interpolation=cv2.INTER_AREA)
+        scale = np.array([image.shape[1] / w, image.shape[0] / h])
+        # pixel centres: u -> (u + 0.5) * s - 0.5
+        pre = np.array([[scale[0], 0.0, 0.5 * scale[0] - 0.5],
+                        [0.0, scale[1], 0.5 * scale[1] - 0.5]])
+        centre = apply_matrix(pre, centre[None])[0]
+        side = side * float(scale.mean())
+    m = crop_matrix(centre, side * CANONICAL_REGION, region_px)
+    region = warp(image, m, region_px)
+    c = (region_px - 1) / 2.0
+    return region, compose(m, pre), np.array([c, c]), float(region_px / CANONICAL_REGION)
+
+
+def region_crop(region: np.ndarray, centre, side: float, size: int, scale: float = 1.0
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The unaugmented crop of a face_region(): a square of `scale` box sides about the box
+    centre. Returns (crop, matrix from region pixels to crop pixels)."""
+    m = crop_matrix(centre, side * scale, size)
+    return warp(region, m, size), m
+
+
+def face_crop(image: np.ndarray, box, size: int, scale: float = 1.0
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """The net's input for a face box, exactly as the validation LMDB holds it: (crop,
+    matrix from image pixels to crop pixels)."""
+    centre, side = square_crop(box)
+    region, m1, c, s = face_region(image, centre, side, size)
+    crop, m2 = region_crop(region, c, s, size, scale)
+    return crop, compose(m2, m1)
 
 
 def normalise(points_out: np.ndarray, size: int) -> np.ndarray:

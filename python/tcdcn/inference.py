@@ -12,9 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tcdcn.augment import apply_matrix, crop_matrix, denormalise, invert_matrix, \
-    square_crop, warp
-from tcdcn.schemes import SCHEMES, TASKS
+from tcdcn.augment import apply_matrix, denormalise, face_crop, invert_matrix
+from tcdcn.schemes import POSE_FLIP, SCHEMES, TASKS
 
 
 @dataclass
@@ -60,6 +59,10 @@ class LandmarkModel:
         self.folder = Path(folder)
         self.meta = json.loads((self.folder / "model.json").read_text())
         self.size = int(self.meta["input"]["size"])
+        # the crop's side in box sides (chosen on validation; 1: the box itself)
+        self.crop_scale = float(self.meta["input"].get("crop_scale", 1.0))
+        # test-time flip averaging: also predict on the mirrored crop, unmirror, average
+        self.flip = bool(self.meta.get("test_time_flip", False))
         self.scheme = SCHEMES[self.meta["landmark_scheme"]]
         self.tasks = [t for t in TASKS if t.name in self.meta.get("attributes", {})]
         self.backend = backend
@@ -87,19 +90,37 @@ class LandmarkModel:
         self._batch = n
 
     def crops(self, grey: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-        """The input crops (F x 1 x S x S) and their source->crop matrices."""
+        """The input crops (F x 1 x S x S) and their source->crop matrices: the training
+        crop path (augment.face_crop), at the crop scale model.json names (default 1)."""
         if len(boxes) == 0:
             return np.zeros((0, 1, self.size, self.size), np.float32), []
         crops, mats = [], []
         for box in boxes:
-            centre, side = square_crop(box)
-            m = crop_matrix(centre, side, self.size)
-            crops.append(warp(grey, m, self.size))
+            crop, m = face_crop(grey, box, self.size, self.crop_scale)
+            crops.append(crop)
             mats.append(m)
         return np.array(crops, dtype=np.float32)[:, None], mats
 
     def forward(self, crops: np.ndarray) -> dict[str, np.ndarray]:
-        """Raw outputs for F crops: landmarks in crop units, class probabilities."""
+        """Raw outputs for F crops: landmarks in crop units, class probabilities (averaged
+        with the unmirrored outputs of the mirrored crops when the model says so)."""
+        if not self.flip or len(crops) == 0:
+            return self._forward(crops)
+        n = len(crops)
+        both = self._forward(np.concatenate([crops, crops[..., ::-1]]))
+        out = {}
+        for k, v in both.items():
+            plain, mirrored = v[:n], v[n:]
+            if k == "landmarks":
+                pts = mirrored.reshape(n, -1, 2)[:, self.scheme.flip_permutation()].copy()
+                pts[..., 0] = 1.0 - pts[..., 0]   # crop units: x -> 1 - x under a mirror
+                mirrored = pts.reshape(n, -1)
+            elif k == "pose_prob":
+                mirrored = mirrored[:, list(POSE_FLIP)]
+            out[k] = (plain + mirrored) / 2
+        return out
+
+    def _forward(self, crops: np.ndarray) -> dict[str, np.ndarray]:
         outs: dict[str, list] = {}
         for start in range(0, len(crops), self.batch):
             chunk = crops[start:start + self.batch]

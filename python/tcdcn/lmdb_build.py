@@ -21,19 +21,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tcdcn.augment import AugmentConfig, augment, crop_matrix, apply_matrix, normalise, \
-    square_crop, warp
+from tcdcn.augment import AugmentConfig, apply_matrix, augment, face_region, normalise, \
+    region_crop, square_crop
 from tcdcn.boxes import MTFL_BOX_RULE, BoxRule, box_from_landmarks
 from tcdcn.datasets import DataError, Sample, attach_boxes, read_facepoint, read_mtfl, \
     read_pts_folder
 from tcdcn.lmdb_io import encode_datum
-from tcdcn.schemes import SCHEMES, LandmarkScheme
+from tcdcn.schemes import SCHEMES, TASKS, LandmarkScheme
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1024             # keys per work unit (part of the output's definition)
-CANONICAL_BOX = 1.5      # box side in the canonical region, in output crop sizes
-CANONICAL_REGION = 2.6   # region side / box side: room for scale 1.4, 30 degrees, shifts
 FAR_OUTSIDE = 0.1        # a point further out than this fraction of the image is bad input
 
 
@@ -143,12 +141,15 @@ class Prepared:
 
 
 def read_image(sample: Sample, channels: int) -> np.ndarray:
-    flags = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR
     if not sample.image.is_file():
         raise DataError(f"{sample.source}: image {sample.image} not found")
-    image = cv2.imread(str(sample.image), flags)
+    image = cv2.imread(str(sample.image), cv2.IMREAD_COLOR)
     if image is None:
         raise DataError(f"{sample.source}: image {sample.image} cannot be decoded")
+    if channels == 1:
+        # as inference makes grey (inference.to_grey): libjpeg's own grey decode differs
+        # by a grey level here and there
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
     h, w = image.shape[:2]
     tol = FAR_OUTSIDE * max(h, w)
     pts = sample.landmarks
@@ -164,29 +165,15 @@ def read_image(sample: Sample, channels: int) -> np.ndarray:
 def prepare(sample: Sample, size: int, channels: int) -> Prepared:
     image = read_image(sample, channels)
     centre, side = square_crop(sample.box)
-    box_px = CANONICAL_BOX * size
-    region_px = int(round(CANONICAL_REGION * box_px))
-    points = sample.landmarks
-    if box_px / side < 0.5:
-        # Shrink with area averaging first, so that the warp below does not alias.
-        h, w = image.shape[:2]
-        image = cv2.resize(image, None, fx=2 * box_px / side, fy=2 * box_px / side,
-                           interpolation=cv2.INTER_AREA)
-        scale = np.array([image.shape[1] / w, image.shape[0] / h])
-        centre = (centre + 0.5) * scale - 0.5
-        points = (points + 0.5) * scale - 0.5
-        side = side * float(scale.mean())
-    m = crop_matrix(centre, side * CANONICAL_REGION, region_px)
-    region = warp(image, m, region_px)
-    c = (region_px - 1) / 2.0
-    return Prepared(region=region, points=apply_matrix(m, points), attributes=sample.attributes,
-                    centre=np.array([c, c]), side=float(region_px / CANONICAL_REGION))
+    region, m, c, s = face_region(image, centre, side, size)
+    return Prepared(region=region, points=apply_matrix(m, sample.landmarks),
+                    attributes=sample.attributes, centre=c, side=s)
 
 
 def plain_crop(p: Prepared, size: int) -> tuple[np.ndarray, np.ndarray]:
     """The unaugmented crop (the box itself) and its targets."""
-    m = crop_matrix(p.centre, p.side, size)
-    return warp(p.region, m, size), normalise(apply_matrix(m, p.points), size)
+    crop, m = region_crop(p.region, p.centre, p.side, size)
+    return crop, normalise(apply_matrix(m, p.points), size)
 
 
 def label_vector(targets: np.ndarray, attributes: np.ndarray | None) -> np.ndarray:
@@ -239,6 +226,23 @@ def permute(index: np.ndarray, n: int, seed: int, rounds: int = 4) -> np.ndarray
 
 _FACES: list[Prepared] = []
 _JOB: dict = {}
+
+
+def is_profile(face: Prepared) -> bool:
+    """Left or right profile by the pose label (rare in MTFL: 331 of 10,000 faces)."""
+    if face.attributes is None:
+        return False
+    pose = TASKS[-1]
+    return pose.classes[int(face.attributes[-1])].endswith("profile")
+
+
+def weighted_faces(faces: list[Prepared], profile_weight: int) -> list[Prepared]:
+    """The faces samples are drawn from: every face once, profile faces `profile_weight`
+    times (references, not copies)."""
+    if profile_weight < 1:
+        raise ValueError(f"profile weight must be >= 1, not {profile_weight}")
+    extra = [f for f in faces if is_profile(f)] * (profile_weight - 1)
+    return faces + extra
 
 
 def set_job(faces: list[Prepared], **job) -> None:
@@ -323,6 +327,7 @@ class BuildConfig:
     channels: int = 1
     skip_bad: bool = False
     augment: AugmentConfig = AugmentConfig()
+    profile_weight: int = 1   # profile faces are drawn this many times as often
     command: str = ""
 
 
@@ -392,7 +397,8 @@ def build(cfg: BuildConfig, progress=None) -> dict:
         (tmp / "val_list.txt").write_text("".join(source_line(s) + "\n" for s in val_used))
 
         # training: N augmented samples, shuffled across the whole database
-        set_job(faces_train, n=cfg.samples, seed=cfg.seed, size=cfg.size, scheme=scheme,
+        pool_faces = weighted_faces(faces_train, cfg.profile_weight)
+        set_job(pool_faces, n=cfg.samples, seed=cfg.seed, size=cfg.size, scheme=scheme,
                 augment=cfg.augment)
         chunks = range(math.ceil(cfg.samples / CHUNK))
         bar = progress(cfg.samples) if progress else None
@@ -434,9 +440,12 @@ def build(cfg: BuildConfig, progress=None) -> dict:
                              label_layout(scheme, with_attributes).items()},
             "label_order": "x1 y1 x2 y2 ... then 0-based class ids",
             "augmentation": cfg.augment.as_dict(),
+            "profile_weight": cfg.profile_weight,
             "counts": {"faces_read": info["faces"], "train_faces": len(faces_train),
                        "val_faces": len(faces_val), "train_records": n_train,
                        "val_records": n_val, "redraws": redraws[0],
+                       "profile_faces": sum(is_profile(f) for f in faces_train),
+                       "sampling_pool": len(pool_faces),
                        "boxes_derived_from_landmarks": info["boxes_derived_from_landmarks"]},
             "split": {"val_fraction": cfg.val_fraction,
                       "val_list": str(cfg.val_list) if cfg.val_list else None,

@@ -31,6 +31,10 @@ class NetOptions:
     landmark_activation: str = "tanh"      # or "abs_tanh", "linear"
     relu_after_norm: bool = True
     auxiliary: bool = True                 # False: landmarks only (an ablation)
+    width: float = 1.0                     # channel multiplier of every trunk layer
+
+    def channels(self, base: int) -> int:
+        return max(1, int(round(base * self.width)))
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -45,6 +49,7 @@ class SolverOptions:
     test_interval: int = 500
     max_iter: int = 20000
     seed: int = 1
+    lr_policy: str = "fixed"   # or "poly" (power 1: linear to 0 at max_iter)
 
 
 FROZEN = [dict(lr_mult=0, decay_mult=0), dict(lr_mult=0, decay_mult=0)]
@@ -60,22 +65,22 @@ def _trunk(n, L, P, data, opts: NetOptions, frozen: bool = False):
     bias = dict(type="constant", value=0)
     extra = dict(param=FROZEN) if frozen else {}
     for i, (num, k) in enumerate(((20, 5), (48, 3), (64, 3)), start=1):
-        conv = L.Convolution(top, num_output=num, kernel_size=k, weight_filler=filler,
+        conv = L.Convolution(top, num_output=opts.channels(num), kernel_size=k, weight_filler=filler,
                              bias_filler=bias, **extra)
         setattr(n, f"conv{i}", conv)
         setattr(n, f"relu{i}", L.ReLU(conv, in_place=True))
         top = L.Pooling(getattr(n, f"relu{i}"), pool=P.Pooling.MAX, kernel_size=2, stride=2)
         setattr(n, f"pool{i}", top)
     if opts.conv4 == "locally_connected":
-        n.conv4 = L.LocallyConnected(top, num_output=80, kernel_size=2, weight_filler=filler,
+        n.conv4 = L.LocallyConnected(top, num_output=opts.channels(80), kernel_size=2, weight_filler=filler,
                                      bias_filler=bias, **extra)
     elif opts.conv4 == "convolution":
-        n.conv4 = L.Convolution(top, num_output=80, kernel_size=2, weight_filler=filler,
+        n.conv4 = L.Convolution(top, num_output=opts.channels(80), kernel_size=2, weight_filler=filler,
                                 bias_filler=bias, **extra)
     else:
         raise ValueError(f"conv4 must be locally_connected or convolution, not {opts.conv4!r}")
     n.relu4 = L.ReLU(n.conv4, in_place=True)
-    n.fc5 = L.InnerProduct(n.relu4, num_output=256, weight_filler=filler, bias_filler=bias,
+    n.fc5 = L.InnerProduct(n.relu4, num_output=opts.channels(256), weight_filler=filler, bias_filler=bias,
                            **extra)
     n.relu5 = L.ReLU(n.fc5, in_place=True)
     return n.relu5
@@ -183,7 +188,11 @@ def solver(net_path: str, stage: str, snapshot_prefix: str, test_iter: int,
     s.test_interval = opts.test_interval
     s.test_initialization = False
     s.base_lr = opts.base_lr
-    s.lr_policy = "fixed"
+    if opts.lr_policy not in ("fixed", "poly"):
+        raise ValueError(f"lr_policy must be fixed or poly, not {opts.lr_policy!r}")
+    s.lr_policy = opts.lr_policy
+    if opts.lr_policy == "poly":
+        s.power = 1.0
     s.momentum = opts.momentum
     s.weight_decay = 0.0 if stage == "finetune" else opts.weight_decay
     s.display = 100

@@ -19,9 +19,11 @@ from dataclasses import dataclass
 
 from tcdcn.schemes import LANDMARK_LOSS_WEIGHT, TASKS
 
-_ITER = re.compile(r"Iteration (\d+).*?, loss = ([0-9.eE+-]+|nan)")
+_NUMBER = r"([-+]?nan|[-+]?inf|[0-9.eE+-]+)"
+_ITER = re.compile(r"Iteration (\d+).*?, loss = " + _NUMBER)
+_RATE = re.compile(r"Iteration \d+ \(([0-9.]+) iter/s")
 _TESTING = re.compile(r"Iteration (\d+), Testing net")
-_OUTPUT = re.compile(r"(Train|Test) net output #\d+: (\w+) = ([0-9.eE+-]+|nan)")
+_OUTPUT = re.compile(r"(Train|Test) net output #\d+: (\w+) = " + _NUMBER)
 _SNAPSHOT = re.compile(r"Snapshotting solver state to binary proto file (\S+)")
 
 
@@ -46,6 +48,27 @@ class StopRule:
         return len(s) - 1 - best >= self.patience
 
 
+@dataclass
+class DivergenceGuard:
+    """Stops a run whose training loss is not finite, or has grown to `factor` times the
+    lowest loss displayed so far (the display is caffe's average over 100 iterations)."""
+    factor: float = 20.0
+
+    def __post_init__(self):
+        self.lowest: float | None = None
+
+    def check(self, loss: float) -> str | None:
+        """None while the loss is healthy, else why the run must stop."""
+        import math
+        if not math.isfinite(loss):
+            return f"the training loss is {loss}"
+        if self.lowest is not None and loss > self.factor * self.lowest:
+            return (f"the training loss {loss:.5g} is over {self.factor:g} times the lowest "
+                    f"so far ({self.lowest:.5g}): diverging")
+        self.lowest = loss if self.lowest is None else min(self.lowest, loss)
+        return None
+
+
 def aux_measure(outputs: dict[str, float]) -> float | None:
     """Weighted sum of the auxiliary tasks' validation losses (None if they are absent)."""
     parts = [t.loss_weight * outputs[f"{t.name}_loss"] for t in TASKS
@@ -67,6 +90,11 @@ class LogParser:
         self.snapshots: list[str] = []
         self._test_iter: int | None = None
         self._train_iter: int | None = None
+        self.iters_per_s: float | None = None
+
+    def samples_per_s(self, batch: int) -> float | None:
+        """caffe's own rate over the last display interval, in samples/s."""
+        return None if self.iters_per_s is None else self.iters_per_s * batch
 
     def feed(self, line: str) -> dict | None:
         """Returns a finished validation record when `line` completes one."""
@@ -78,6 +106,9 @@ class LogParser:
             return None
         m = _ITER.search(line)
         if m:
+            rate = _RATE.search(line)
+            if rate:
+                self.iters_per_s = float(rate.group(1))
             if self._test_iter is not None:
                 finished = self.tests[-1]
                 self._test_iter = None

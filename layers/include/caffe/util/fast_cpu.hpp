@@ -1,0 +1,66 @@
+#ifndef CAFFE_UTIL_FAST_CPU_HPP_
+#define CAFFE_UTIL_FAST_CPU_HPP_
+
+/**
+ * @file fast_cpu.hpp
+ * @brief The switch and the knobs of tcdcn-caffe's fast CPU paths.
+ *
+ * The patched CPU code of Pooling, ReLU, MVN and Convolution (caffe_patches/02xx-perf-*)
+ * keeps upstream's loops next to the fast ones. The fast paths are on by default;
+ * CAFFE_FAST_CPU=0 in the environment (read once) selects upstream's loops, and
+ * set_fast_cpu_enabled() switches at run time (the gtests compare both paths).
+ * Threads: OpenMP, so OMP_NUM_THREADS is the one knob (the OpenMP build of OpenBLAS
+ * shares the same pool). Small blobs stay on the calling thread: below kParallelMinWork
+ * elements a fork costs more than it saves (inference at batch 1).
+ */
+
+#include <cstdlib>
+#include <cstring>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace caffe {
+
+inline bool& fast_cpu_flag() {
+  static bool flag = [] {
+    const char* v = std::getenv("CAFFE_FAST_CPU");
+    return !(v != NULL && std::strcmp(v, "0") == 0);
+  }();
+  return flag;
+}
+
+/// True unless CAFFE_FAST_CPU=0 or set_fast_cpu_enabled(false).
+inline bool fast_cpu_enabled() { return fast_cpu_flag(); }
+inline void set_fast_cpu_enabled(bool on) { fast_cpu_flag() = on; }
+
+/// Loops over fewer elements than this run on the calling thread.
+const int kParallelMinWork = 1 << 15;
+
+/// The batched convolution im2col's buffer holds at most this many elements (default
+/// 4 M: 16 MB in float); a layer whose single image needs more keeps upstream's
+/// per-image path. CAFFE_CONV_CHUNK_ELEMENTS overrides it (read once).
+inline long& conv_chunk_cap_flag() {
+  static long cap = [] {
+    const char* v = std::getenv("CAFFE_CONV_CHUNK_ELEMENTS");
+    long n = v != NULL ? std::atol(v) : 0;
+    return n > 0 ? n : (4L << 20);
+  }();
+  return cap;
+}
+inline long conv_chunk_cap() { return conv_chunk_cap_flag(); }
+inline void set_conv_chunk_cap(long elements) { conv_chunk_cap_flag() = elements; }
+
+/// Threads the fast paths may use (OMP_NUM_THREADS; 1 without OpenMP).
+inline int fast_cpu_threads() {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+}  // namespace caffe
+
+#endif  // CAFFE_UTIL_FAST_CPU_HPP_

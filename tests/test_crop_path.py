@@ -1,0 +1,45 @@
+"""One crop path: the validation LMDB's crops (lmdb_build.prepare + plain_crop) and the
+inference crops (api.load_image -> inference.to_grey -> augment.face_crop) are the same
+pixels for the same face box, and the matrices map the labelled points alike."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tcdcn.augment import apply_matrix, face_crop, normalise
+
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
+@pytest.mark.skipif(not (SHARED / "MTFL").is_dir(), reason="shared data not present")
+def test_lmdb_and_inference_crops_are_the_same_pixels():
+    from tcdcn.api import load_image
+    from tcdcn.inference import to_grey
+    from tcdcn.lmdb_build import load_samples, plain_crop, prepare
+    samples, _, _ = load_samples("mtfl", SHARED)
+    # small and large faces: the large ones take the area-averaging pre-shrink
+    sides = np.array([s.box[2] - s.box[0] for s in samples])
+    picked = [samples[i] for i in np.argsort(sides)[[0, 1, 2, len(sides) // 2, -3, -2, -1]]]
+    assert max(s.box[2] - s.box[0] for s in picked) > 2 * 1.5 * 40  # the pre-shrink ran
+    for sample in picked:
+        lmdb_crop, targets = plain_crop(prepare(sample, 40, 1), 40)
+        crop, m = face_crop(to_grey(load_image(sample.image)), sample.box, 40)
+        np.testing.assert_array_equal(crop, lmdb_crop, err_msg=str(sample.image))
+        np.testing.assert_allclose(normalise(apply_matrix(m, sample.landmarks), 40), targets,
+                                   atol=1e-9)
+
+
+def test_crop_scale_zooms_about_the_box_centre():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, size=(200, 300), dtype=np.uint8)
+    box = np.array([100.0, 50.0, 180.0, 130.0])
+    centre = np.array([[140.0, 90.0]])
+    _, m1 = face_crop(image, box, 40, 1.0)
+    _, m2 = face_crop(image, box, 40, 1.25)
+    np.testing.assert_allclose(apply_matrix(m1, centre), [[19.5, 19.5]], atol=1e-9)
+    np.testing.assert_allclose(apply_matrix(m2, centre), [[19.5, 19.5]], atol=1e-9)
+    corner = np.array([[100.0, 50.0]])   # the box's top-left corner: the crop's edge at scale 1
+    np.testing.assert_allclose(apply_matrix(m1, corner), [[-0.5, -0.5]], atol=1e-6)
+    np.testing.assert_allclose(apply_matrix(m2, corner) + 0.5, [[4.0, 4.0]], atol=1e-6)

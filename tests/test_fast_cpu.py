@@ -1,0 +1,92 @@
+"""The fast CPU paths (caffe_patches/02xx-perf-*) against upstream's loops on the whole TCDCN
+net: the same outputs and gradients for one batch, and the same 50-iteration loss curve.
+
+Each path runs in its own process (CAFFE_FAST_CPU is read once per process); the layer-level
+comparisons with odd shapes are the FastCpuPathsTest gtests (test_build.py)."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO, run
+
+pytestmark = pytest.mark.caffe
+
+WORKER = r"""
+import json, sys
+import numpy as np
+import caffe
+from tcdcn.lmdb_io import encode_datum, write_lmdb
+from tcdcn.net import NetOptions, SolverOptions, solver, train_net
+from pathlib import Path
+
+tmp, iters, batch = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+caffe.set_mode_cpu()
+if not (tmp / "train").exists():
+    rng = np.random.default_rng(0)
+    def records(n):
+        for i in range(n):
+            image = rng.integers(0, 256, size=(1, 40, 40), dtype=np.uint8)
+            # a learnable target: the mean brightness of the four quadrants, plus classes
+            q = image[0].reshape(2, 20, 2, 20).mean(axis=(1, 3)).ravel() / 255.0
+            labels = np.concatenate([np.repeat(q, 3)[:10], [i % 2, (i // 2) % 2, i % 2, i % 5]])
+            yield encode_datum(image, labels.astype(np.float32))
+    write_lmdb(tmp / "train", records(4 * batch))
+    write_lmdb(tmp / "val", records(batch))
+net_path = tmp / "net.prototxt"
+net_path.write_text(str(train_net(str(tmp / "train"), str(tmp / "val"), "multitask",
+                                  NetOptions(), batch=batch)))
+solver_path = tmp / "solver.prototxt"
+solver_path.write_text(str(solver(str(net_path), "multitask", str(tmp / "snap"), test_iter=1,
+                                  opts=SolverOptions(batch=batch, base_lr=0.01,
+                                                     test_interval=10 ** 6, max_iter=10 ** 6))))
+s = caffe.SGDSolver(str(solver_path))
+net = s.net
+net.forward()
+net.backward()
+out = {"blobs": {k: net.blobs[k].data.ravel()[:4096].tolist() for k in
+                 ("norm", "conv1", "pool1", "conv2", "conv3", "conv4", "fc5", "landmarks_tanh")},
+       "grads": {k: net.params[k][0].diff.ravel()[:4096].tolist() for k in
+                 ("conv1", "conv2", "conv3", "conv4", "fc5", "fc_landmarks")}}
+s2 = caffe.SGDSolver(str(solver_path))
+losses = []
+for _ in range(iters):
+    s2.step(1)
+    losses.append(float(s2.net.blobs["landmark_loss"].data))
+out["losses"] = losses
+print("RESULT " + json.dumps(out))
+"""
+
+
+def run_path(tmp_path, fast: bool, threads: int, iters: int = 50, batch: int = 64) -> dict:
+    env = dict(os.environ, CAFFE_FAST_CPU="1" if fast else "0", OMP_NUM_THREADS=str(threads),
+               OPENBLAS_NUM_THREADS=str(threads), GLOG_minloglevel="2",
+               PYTHONPATH=str(REPO / "python"))
+    out = run([sys.executable, "-c", WORKER, tmp_path, iters, batch], env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    line = next(l for l in out.stdout.splitlines() if l.startswith("RESULT "))
+    return json.loads(line[len("RESULT "):])
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("fastcpu")
+    return tmp, run_path(tmp, fast=False, threads=1)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_net_outputs_gradients_and_loss_curve_match_upstream(upstream, threads):
+    tmp, ref = upstream
+    got = run_path(tmp, fast=True, threads=threads)
+    for kind in ("blobs", "grads"):
+        for name, values in ref[kind].items():
+            a, b = np.array(values), np.array(got[kind][name])
+            scale = max(np.abs(a).max(), 1e-12)
+            assert np.abs(a - b).max() <= 1e-4 * scale, (kind, name, np.abs(a - b).max(), scale)
+    ref_loss, loss = np.array(ref["losses"]), np.array(got["losses"])
+    assert ref_loss[-10:].mean() < 0.8 * ref_loss[:5].mean(), "the reference run did not learn"
+    np.testing.assert_allclose(loss, ref_loss, rtol=2e-3)

@@ -1,0 +1,227 @@
+#!/usr/bin/env python3
+"""Training speed of the TCDCN net on the CPU: samples/s, per-layer times, efficiency.
+
+Each configuration (fast CPU paths on/off, OpenBLAS build, threads) runs in its own
+process on the same generated data: the multitask train net of prototxt/ (batch 256,
+MultiLabelData reading a temporary LMDB of random 40x40 faces), driven by pycaffe's
+SGDSolver like `caffe train`. Per configuration it reports
+- samples/s of whole solver iterations (forward, backward, update; median of --repeats
+  timed runs of --iters iterations),
+- per-layer forward and backward milliseconds per iteration (Net.ForwardFromTo and
+  BackwardFromTo layer by layer, so layers that need no backward are skipped as in training),
+- numpy's sgemm GFLOP/s measured in the same process and threads, the net's FLOP per
+  training sample (3 x 2 x the multiply-adds of a forward pass), the resulting
+  limit in samples/s, and the share of it reached (efficiency),
+and the ratio of each configuration to the first one (the baseline: upstream's loops).
+
+Usage: tools/bench_train.py [--threads 2] [--paths upstream fast] [--blas openblas-openmp
+       openblas-pthread] [--iters 10] [--repeats 5] [--json OUT]
+Switches: CAFFE_FAST_CPU=0 selects upstream's CPU loops (caffe_patches/02xx-perf-*);
+LD_LIBRARY_PATH picks the OpenBLAS build at run time. Numbers are printed, never asserted.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+
+ARCH = sysconfig.get_config_var("MULTIARCH") or "x86_64-linux-gnu"
+BLAS_DIRS = {name: f"/usr/lib/{ARCH}/{name}" for name in ("openblas-openmp", "openblas-pthread")}
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--threads", type=int, nargs="+", default=[os.cpu_count() or 1],
+                   help="thread counts to measure (OMP_NUM_THREADS; default: all cores)")
+    p.add_argument("--paths", nargs="+", choices=("upstream", "fast"),
+                   default=["upstream", "fast"], help="CPU paths to measure (first: baseline)")
+    p.add_argument("--blas", nargs="+", choices=sorted(BLAS_DIRS), default=None,
+                   help="OpenBLAS builds to measure (default: the one the build links)")
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--iters", type=int, default=10, help="solver iterations per timed run")
+    p.add_argument("--repeats", type=int, default=5, help="timed runs (median)")
+    p.add_argument("--layer-repeats", type=int, default=5, help="per-layer timing passes")
+    p.add_argument("--json", type=Path, help="write the numbers here too")
+    p.add_argument("--worker", type=Path, help=argparse.SUPPRESS)  # internal: one config
+    return p.parse_args(argv)
+
+
+# ---------------------------------------------------------------------------------------
+# One configuration (runs in a child process with its environment set)
+# ---------------------------------------------------------------------------------------
+
+def make_lmdb(folder: Path, records: int, seed: int = 0) -> None:
+    import numpy as np
+    from tcdcn.lmdb_io import encode_datum, write_lmdb
+    from tcdcn.schemes import SCHEMES, TASKS
+    rng = np.random.default_rng(seed)
+    k = SCHEMES["5pt"].count
+
+    def gen():
+        for _ in range(records):
+            image = rng.integers(0, 256, size=(1, 40, 40), dtype=np.uint8)
+            labels = np.concatenate([rng.uniform(0.2, 0.8, 2 * k),
+                                     [rng.integers(len(t.classes)) for t in TASKS]])
+            yield encode_datum(image, labels.astype(np.float32))
+    write_lmdb(folder, gen())
+
+
+def forward_macs(net) -> dict[str, int]:
+    """Multiply-adds per sample of each layer with weights: outputs per sample x the inputs
+    each output reads (one row of the weight blob: channels x kh x kw, or fan-in)."""
+    macs = {}
+    for name, layer in zip(net._layer_names, net.layers):
+        if layer.type in ("Convolution", "LocallyConnected", "InnerProduct") and layer.blobs:
+            out = net.blobs[net.top_names[name][0]].data[0].size
+            macs[name] = int(out * layer.blobs[0].data[0].size)
+    return macs
+
+
+def sgemm_gflops(threads: int, n: int = 1536, repeats: int = 5) -> float:
+    import numpy as np
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t)
+    return 2 * n ** 3 / statistics.median(times) / 1e9
+
+
+def worker(args) -> dict:
+    import caffe
+    from tcdcn.net import NetOptions, SolverOptions, solver, train_net
+    caffe.set_mode_cpu()
+    threads = int(os.environ.get("OMP_NUM_THREADS", "1"))
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        make_lmdb(tmp / "train", records=max(4 * args.batch, 2048))
+        make_lmdb(tmp / "val", records=100, seed=1)
+        net_path = tmp / "train_val.prototxt"
+        net_path.write_text(str(train_net(str(tmp / "train"), str(tmp / "val"), "multitask",
+                                          NetOptions(), batch=args.batch)))
+        solver_path = tmp / "solver.prototxt"
+        solver_path.write_text(str(solver(str(net_path), "multitask", str(tmp / "snap"),
+                                          test_iter=1,
+                                          opts=SolverOptions(batch=args.batch, base_lr=0.003,
+                                                             test_interval=10 ** 8,
+                                                             max_iter=10 ** 8))))
+        s = caffe.SGDSolver(str(solver_path))
+        s.step(3)  # warm-up: allocations, prefetch, BLAS threads
+        runs = []
+        for _ in range(args.repeats):
+            t = time.perf_counter()
+            s.step(args.iters)
+            runs.append((time.perf_counter() - t) / args.iters)
+        net = s.net
+        names = list(net._layer_names)
+        fwd = {n: [] for n in names}
+        bwd = {n: [] for n in names}
+        for _ in range(args.layer_repeats):
+            for i, n in enumerate(names):
+                t = time.perf_counter()
+                net._forward(i, i)
+                fwd[n].append(time.perf_counter() - t)
+            for i in reversed(range(len(names))):
+                t = time.perf_counter()
+                net._backward(i, i)
+                bwd[names[i]].append(time.perf_counter() - t)
+        macs = forward_macs(net)
+        types = {n: l.type for n, l in zip(names, net.layers)}
+    per_iter = statistics.median(runs)
+    gflops = sgemm_gflops(threads)
+    flop_per_sample = 6 * sum(macs.values())
+    limit = gflops * 1e9 / flop_per_sample
+    samples_s = args.batch / per_iter
+    return {
+        "threads": threads, "fast_cpu": os.environ.get("CAFFE_FAST_CPU", "1") != "0",
+        "blas": os.environ.get("TCDCN_BENCH_BLAS", "linked"), "batch": args.batch,
+        "ms_per_iter": per_iter * 1e3, "ms_per_iter_runs": [r * 1e3 for r in runs],
+        "samples_per_s": samples_s, "sgemm_gflops": gflops,
+        "forward_macs_per_sample": sum(macs.values()), "flop_per_sample": flop_per_sample,
+        "limit_samples_per_s": limit, "efficiency": samples_s / limit,
+        "layers": [{"name": n, "type": types[n],
+                    "forward_ms": statistics.median(fwd[n]) * 1e3,
+                    "backward_ms": statistics.median(bwd[n]) * 1e3} for n in names],
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# The orchestrator
+# ---------------------------------------------------------------------------------------
+
+def run_config(args, paths: str, blas: str | None, threads: int) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
+               CAFFE_FAST_CPU="1" if paths == "fast" else "0", GLOG_minloglevel="2")
+    if blas:
+        env["LD_LIBRARY_PATH"] = BLAS_DIRS[blas] + (":" + env["LD_LIBRARY_PATH"]
+                                                     if env.get("LD_LIBRARY_PATH") else "")
+        env["TCDCN_BENCH_BLAS"] = blas
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
+        out = Path(f.name)
+    cmd = [sys.executable, __file__, "--worker", str(out), "--batch", str(args.batch),
+           "--iters", str(args.iters), "--repeats", str(args.repeats),
+           "--layer-repeats", str(args.layer_repeats)]
+    try:
+        subprocess.run(cmd, env=env, check=True)
+        result = json.loads(out.read_text())
+    finally:
+        out.unlink(missing_ok=True)
+    result["paths"] = paths
+    return result
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.worker:
+        args.worker.write_text(json.dumps(worker(args)))
+        return 0
+    configs = [(p, b, t) for t in args.threads for b in (args.blas or [None])
+               for p in args.paths]
+    results = []
+    for i, (p, b, t) in enumerate(configs):
+        label = f"{p} paths, {b or 'linked BLAS'}, {t} thread{'s' if t > 1 else ''}"
+        print(f"[{i + 1}/{len(configs)}] {label} ...", flush=True)
+        r = run_config(args, p, b, t)
+        r["label"] = label
+        results.append(r)
+    base = results[0]
+    print(f"\nTCDCN multitask train net, batch {args.batch}, "
+          f"{base['flop_per_sample'] / 1e6:.1f} MFLOP per training sample "
+          f"({base['forward_macs_per_sample'] / 1e6:.2f} M multiply-adds forward, x2 x3)\n")
+    print(f"{'configuration':48s} {'ms/iter':>8s} {'samples/s':>10s} {'vs base':>8s} "
+          f"{'sgemm GF/s':>10s} {'limit/s':>8s} {'effic.':>7s}")
+    for r in results:
+        r["ratio_to_baseline"] = base["ms_per_iter"] / r["ms_per_iter"]
+        print(f"{r['label']:48s} {r['ms_per_iter']:8.1f} {r['samples_per_s']:10.0f} "
+              f"{r['ratio_to_baseline']:7.2f}x {r['sgemm_gflops']:10.1f} "
+              f"{r['limit_samples_per_s']:8.0f} {100 * r['efficiency']:6.1f}%")
+    best = max(results, key=lambda r: r["samples_per_s"])
+    print(f"\nper layer, ms per iteration (forward / backward): {base['label']} -> {best['label']}")
+    for lb, lf in zip(base["layers"], best["layers"]):
+        if max(lb["forward_ms"], lb["backward_ms"], lf["forward_ms"], lf["backward_ms"]) < 0.05:
+            continue
+        print(f"  {lb['name']:18s} {lb['type']:18s} {lb['forward_ms']:7.2f} / {lb['backward_ms']:6.2f}"
+              f"  ->  {lf['forward_ms']:7.2f} / {lf['backward_ms']:6.2f}")
+    report = {"tool": "tools/bench_train.py", "argv": argv if argv is not None else sys.argv[1:],
+              "cpu_count": os.cpu_count(), "baseline": base["label"], "best": best["label"],
+              "results": results}
+    if args.json:
+        tmp = args.json.with_suffix(args.json.suffix + ".tmp")
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
+        os.replace(tmp, args.json)
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
