@@ -3,7 +3,10 @@
 attribute net alone at batch 1 and batched, Caffe vs OpenCV backend, and end to end
 (Haar detection + landmarks) on the demo image. Several runs, medians, one process.
 
-  OPENBLAS_NUM_THREADS=1 tools/bench_inference.py --model models/tcdcn_5pt [--json OUT]
+  tools/bench_inference.py --model models/tcdcn_5pt [--threads 1] [--json OUT]
+
+Threads: OMP_NUM_THREADS (our Caffe's fast paths and its OpenMP OpenBLAS), set from
+--threads (default 1) before Caffe loads; CAFFE_FAST_CPU=0 measures upstream's CPU loops.
 """
 from __future__ import annotations
 
@@ -31,8 +34,10 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", type=Path, default=None)
     p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
+    os.environ["OMP_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)
     os.environ.setdefault("GLOG_minloglevel", "2")
     import cv2
     import numpy as np
@@ -41,8 +46,8 @@ def main(argv=None) -> int:
     from tcdcn.inference import LandmarkModel
     model_dir = args.model or DEFAULT_MODEL
     crops = np.random.default_rng(0).integers(0, 256, (1024, 1, 40, 40)).astype(np.float32)
-    results = {"openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default"),
-               "opencv_threads": 1}
+    results = {"threads": args.threads, "opencv_threads": 1,
+               "fast_cpu_paths": os.environ.get("CAFFE_FAST_CPU", "1") != "0"}
     for backend in ("caffe", "opencv"):
         m1 = LandmarkModel(model_dir, batch=1, backend=backend)
         one = timed(lambda: m1.forward(crops[:100]), args.repeats) / 100

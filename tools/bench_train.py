@@ -44,6 +44,10 @@ def parse_args(argv):
                    default=["upstream", "fast"], help="CPU paths to measure (first: baseline)")
     p.add_argument("--blas", nargs="+", choices=sorted(BLAS_DIRS), default=None,
                    help="OpenBLAS builds to measure (default: the one the build links)")
+    p.add_argument("--no-before", dest="before", action="store_false",
+                   help="leave out the first configuration, the build as it was before the "
+                        "fast paths: upstream loops, pthread OpenBLAS with the kernels its "
+                        "CPU detection picks here (Prescott on CPUs it does not recognise)")
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--iters", type=int, default=10, help="solver iterations per timed run")
     p.add_argument("--repeats", type=int, default=5, help="timed runs (median)")
@@ -159,9 +163,24 @@ def worker(args) -> dict:
 # The orchestrator
 # ---------------------------------------------------------------------------------------
 
-def run_config(args, paths: str, blas: str | None, threads: int) -> dict:
+def detected_coretype() -> str:
+    """The kernels OpenBLAS's own detection picks on this CPU (no OPENBLAS_CORETYPE)."""
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    env["OPENBLAS_VERBOSE"] = "2"
+    lib = Path(BLAS_DIRS["openblas-pthread"]) / "libopenblas.so.0"
+    out = subprocess.run([sys.executable, "-c", f"import ctypes; ctypes.CDLL({str(lib)!r})"],
+                         env=env, capture_output=True, text=True)
+    cores = [l.split(":", 1)[1].strip() for l in (out.stdout + out.stderr).splitlines()
+             if l.startswith("Core:")]
+    return cores[-1] if cores else "unknown"
+
+
+def run_config(args, paths: str, blas: str | None, threads: int,
+               coretype: str | None = None) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
                CAFFE_FAST_CPU="1" if paths == "fast" else "0", GLOG_minloglevel="2")
+    if coretype:
+        env["OPENBLAS_CORETYPE"] = coretype
     if blas:
         env["LD_LIBRARY_PATH"] = BLAS_DIRS[blas] + (":" + env["LD_LIBRARY_PATH"]
                                                      if env.get("LD_LIBRARY_PATH") else "")
@@ -177,6 +196,7 @@ def run_config(args, paths: str, blas: str | None, threads: int) -> dict:
     finally:
         out.unlink(missing_ok=True)
     result["paths"] = paths
+    result["openblas_coretype"] = coretype or "chosen by pycaffe (caffe_patches/0205)"
     return result
 
 
@@ -185,24 +205,28 @@ def main(argv=None) -> int:
     if args.worker:
         args.worker.write_text(json.dumps(worker(args)))
         return 0
-    configs = [(p, b, t) for t in args.threads for b in (args.blas or [None])
+    configs = [(p, b, t, None) for t in args.threads for b in (args.blas or [None])
                for p in args.paths]
+    if args.before:
+        core = detected_coretype()
+        configs.insert(0, ("upstream", "openblas-pthread", max(args.threads), core))
     results = []
-    for i, (p, b, t) in enumerate(configs):
-        label = f"{p} paths, {b or 'linked BLAS'}, {t} thread{'s' if t > 1 else ''}"
+    for i, (p, b, t, core) in enumerate(configs):
+        label = (f"{p} paths, {b or 'linked BLAS'}, {t} thread{'s' if t > 1 else ''}"
+                 + (f", {core} kernels (before)" if core else ""))
         print(f"[{i + 1}/{len(configs)}] {label} ...", flush=True)
-        r = run_config(args, p, b, t)
+        r = run_config(args, p, b, t, core)
         r["label"] = label
         results.append(r)
     base = results[0]
     print(f"\nTCDCN multitask train net, batch {args.batch}, "
           f"{base['flop_per_sample'] / 1e6:.1f} MFLOP per training sample "
           f"({base['forward_macs_per_sample'] / 1e6:.2f} M multiply-adds forward, x2 x3)\n")
-    print(f"{'configuration':48s} {'ms/iter':>8s} {'samples/s':>10s} {'vs base':>8s} "
+    print(f"{'configuration':66s} {'ms/iter':>8s} {'samples/s':>10s} {'vs base':>8s} "
           f"{'sgemm GF/s':>10s} {'limit/s':>8s} {'effic.':>7s}")
     for r in results:
         r["ratio_to_baseline"] = base["ms_per_iter"] / r["ms_per_iter"]
-        print(f"{r['label']:48s} {r['ms_per_iter']:8.1f} {r['samples_per_s']:10.0f} "
+        print(f"{r['label']:66s} {r['ms_per_iter']:8.1f} {r['samples_per_s']:10.0f} "
               f"{r['ratio_to_baseline']:7.2f}x {r['sgemm_gflops']:10.1f} "
               f"{r['limit_samples_per_s']:8.0f} {100 * r['efficiency']:6.1f}%")
     best = max(results, key=lambda r: r["samples_per_s"])

@@ -132,7 +132,21 @@ fi
 # ---- 4. Link the build into the environment, install the project package ------------------
 site=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 echo "$PREFIX/python" > "$site/tcdcn_caffe_build.pth"   # pycaffe
-ln -sf "$PREFIX/bin/caffe" "$VENV/bin/caffe"
+# The caffe tool, through a wrapper that picks OpenBLAS's kernels like pycaffe does
+# (caffe_patches/0205): Debian's OpenBLAS 0.3.21 runs its slowest kernels on CPUs it does
+# not recognise. OPENBLAS_CORETYPE set by the user wins.
+rm -f "$VENV/bin/caffe"
+cat > "$VENV/bin/caffe" <<WRAPPER
+#!/bin/sh
+if [ -z "\${OPENBLAS_CORETYPE:-}" ]; then
+  flags=" \$(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | cut -d: -f2) "
+  has() { for f in "\$@"; do case "\$flags" in *" \$f "*) ;; *) return 1 ;; esac; done; }
+  if has avx512f avx512bw avx512vl avx512dq; then export OPENBLAS_CORETYPE=SkylakeX
+  elif has avx2 fma; then export OPENBLAS_CORETYPE=Haswell; fi
+fi
+exec "$PREFIX/bin/caffe" "\$@"
+WRAPPER
+chmod +x "$VENV/bin/caffe"
 cat > "$VENV/tcdcn-caffe-build.json" <<EOF
 {"key": "$key", "prefix": "$PREFIX", "build_dir": "$BUILD/build",
  "source_dir": "$BUILD/build/caffe-src", "gtest": "$BUILD/build/caffe/test/test.testbin",

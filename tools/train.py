@@ -42,7 +42,8 @@ def parse_args(argv):
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--lr", type=float, default=0.003)
     p.add_argument("--lr-policy", choices=("fixed", "poly"), default="fixed",
-                   help="per stage: fixed, or poly (linear decay to 0 at the stage's cap)")
+                   help="the finetune stage's rate: fixed, or poly (linear decay to 0 at its "
+                        "cap); the other stages keep --lr fixed")
     p.add_argument("--width", type=float, default=1.0,
                    help="channel multiplier of the trunk (1.5, 2: wider nets)")
     p.add_argument("--seed", type=int, default=1)
@@ -108,7 +109,7 @@ def write_stage_files(args, stage: str, stage_dir: Path, n_val: int, opts) -> Pa
     s = solver(str(stage_dir / "train_val.prototxt"), stage, str(stage_dir / stage),
                test_iter=max(1, n_val // val_batch),
                opts=SolverOptions(batch=args.batch, base_lr=args.lr, max_iter=cap,
-                                  lr_policy=args.lr_policy,
+                                  lr_policy=args.lr_policy if stage == "finetune" else "fixed",
                                   test_interval=args.test_interval, seed=args.seed))
     (stage_dir / "solver.prototxt").write_text(str(s))
     return stage_dir / "solver.prototxt"

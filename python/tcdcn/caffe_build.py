@@ -20,7 +20,9 @@ class CaffeBuild:
 
     @property
     def caffe_tool(self) -> Path:
-        return self.prefix / "bin" / "caffe"
+        """The venv's caffe wrapper (it picks OpenBLAS's kernels), else the binary."""
+        wrapper = Path(sys.prefix) / "bin" / "caffe"
+        return wrapper if wrapper.is_file() else self.prefix / "bin" / "caffe"
 
 
 def build_info(venv: Path | None = None) -> CaffeBuild:

@@ -34,7 +34,7 @@ class FastCpuPathsTest : public CPUDeviceTest<Dtype> {
  protected:
   virtual void TearDown() {
     set_fast_cpu_enabled(true);
-    set_conv_chunk_cap(4L << 20);
+    set_conv_chunk_cap(1L << 20);
 #ifdef _OPENMP
     omp_set_num_threads(saved_threads_);
 #endif
