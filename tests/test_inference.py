@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tcdcn.augment import crop_matrix, denormalise, square_crop, warp
+from tcdcn.augment import denormalise, face_crop, square_crop
 from tcdcn.schemes import TASKS
 
 pytestmark = pytest.mark.caffe
@@ -23,8 +23,7 @@ def test_points_map_back_to_the_image(model_dir, caffe):
     assert len(faces) == 3
     for box, face in zip(boxes, faces):
         centre, side = square_crop(box)
-        m = crop_matrix(centre, side, 40)
-        crop = warp(image, m, 40).astype(np.float32)[None, None]
+        crop = face_crop(image, box, 40)[0].astype(np.float32)[None, None]
         model.net.blobs["data"].reshape(1, 1, 40, 40)
         model.net.blobs["data"].data[...] = crop
         out = model.net.forward()

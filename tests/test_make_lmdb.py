@@ -220,3 +220,71 @@ layer {{ name: "d" type: "MultiLabelData" top: "data" top: "label"
             image, labels, _ = written[batch * 10 + item]
             np.testing.assert_array_equal(net.blobs["data"].data[item], image)
             np.testing.assert_allclose(net.blobs["label"].data[item], labels, rtol=0, atol=0)
+
+
+SHARED = REPO.parent / "shared" / "data"
+
+
+@pytest.mark.skipif(not (SHARED / "300W" / "afw").is_dir(), reason="300-W data not present")
+def test_300w_folder_with_validation_split_and_a_bad_pts(tmp_path, python_exe):
+    import shutil
+    src = sorted((SHARED / "300W" / "afw").glob("*.pts"))[:8]
+    root = tmp_path / "faces"
+    root.mkdir()
+    for pts in src:
+        shutil.copy(pts, root / pts.name)
+        shutil.copy(pts.with_suffix(".jpg"), root / pts.with_suffix(".jpg").name)
+    bad = root / src[0].name
+    lines = bad.read_text().splitlines()
+    body = [l for l in lines if l.strip() and l[0].isdigit()]
+    bad.write_text("version: 1\nn_points: 67\n{\n" + "\n".join(body[:67]) + "\n}\n")
+    args = [python_exe, REPO / "tools" / "make_lmdb.py", "--dataset", "300w", "--root", root,
+            "--samples", "40", "--val-fraction", "0.25", "--workers", "1"]
+    res = run(args + ["--out", tmp_path / "strict"])
+    assert res.returncode == 1 and f"{bad}: 67 points, expected 68" in res.stderr, res.stderr
+    assert not (tmp_path / "strict").exists()
+    res = run(args + ["--out", tmp_path / "out", "--skip-bad"])
+    assert res.returncode == 0, res.stderr[-2000:]
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["skipped"]["count"] == 1 and str(bad) in manifest["skipped"]["items"][0]
+    assert manifest["counts"]["val_faces"] >= 1 and manifest["counts"]["train_records"] == 40
+    val_lines = (tmp_path / "out" / "val_list.txt").read_text().split()
+    assert val_lines and all(Path(v).suffix == ".jpg" and Path(v).is_file() for v in val_lines)
+
+
+def test_profile_faces_are_drawn_more_often(dataset):
+    from tcdcn.lmdb_build import Prepared, is_profile, weighted_faces
+    poses = [0, 1, 2, 3, 4, 2]
+    faces = [Prepared(region=np.zeros((4, 4), np.uint8), points=np.zeros((5, 2)),
+                      attributes=np.array([0, 0, 0, p], np.float32),
+                      centre=np.zeros(2), side=1.0) for p in poses]
+    assert [is_profile(f) for f in faces] == [True, False, False, False, True, False]
+    pool = weighted_faces(faces, 3)
+    assert len(pool) == 6 + 2 * 2
+    assert sum(f is faces[0] for f in pool) == 3 and sum(f is faces[2] for f in pool) == 1
+    assert weighted_faces(faces, 1) == faces
+    with pytest.raises(ValueError):
+        weighted_faces(faces, 0)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--samples", "0"], "--samples must be at least 1"),
+    (["--samples", "-5"], "--samples must be at least 1"),
+    (["--workers", "0"], "--workers must be at least 1"),
+    (["--size", "0"], "--size must be at least 8"),
+    (["--val-fraction", "1.5"], "--val-fraction must be in [0, 1)"),
+])
+def test_bad_numbers_are_refused_before_any_work(dataset, tmp_path, python_exe, flags, message):
+    args = [python_exe, REPO / "tools" / "make_lmdb.py", "--dataset", "mtfl", "--root", dataset,
+            "--out", tmp_path / "out", "--samples", "10"] + flags
+    res = run(args)
+    assert res.returncode == 2 and message in res.stderr, res.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_unwritable_output_folder_is_refused_first(dataset, tmp_path, python_exe):
+    # a path under a file cannot be written by anyone, root included (CI runs as root)
+    (tmp_path / "file").write_text("x")
+    res = run([python_exe, REPO / "tools" / "make_lmdb.py", "--dataset", "mtfl", "--root",
+               dataset, "--out", tmp_path / "file" / "out", "--samples", "10"])
+    assert res.returncode == 2 and "cannot write in" in res.stderr, res.stderr

@@ -112,3 +112,50 @@ def test_release_and_ablation_tools_on_a_tiny_run(tiny_lmdb, dataset, tmp_path, 
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     table = (ab / "ablations.md").read_text()
     assert table.count("\n") == 4 and "Convolution" in table
+
+
+def test_rerun_with_other_options_is_refused(tiny_lmdb, tmp_path, python_exe):
+    runs = tmp_path / "run"
+    first = [python_exe, REPO / "tools" / "train.py", "--lmdb", tiny_lmdb, "--run", runs, *TINY]
+    assert run(first).returncode == 0
+    before = (runs / "state.json").read_text()
+    out = run(first + ["--lr", "0.5"])
+    assert out.returncode != 0
+    assert "--lr: run has 0.003, now 0.5" in out.stderr, out.stderr[-2000:]
+    assert (runs / "state.json").read_text() == before, "the refused rerun changed the run"
+
+
+def test_diverging_run_stops_loudly_and_keeps_no_bad_snapshot(tiny_lmdb, tmp_path, python_exe):
+    runs = tmp_path / "run"
+    out = run([python_exe, REPO / "tools" / "train.py", "--lmdb", tiny_lmdb, "--run", runs,
+               "--max-iter", "300", "10", "10", "--test-interval", "100", "--batch", "16",
+               "--threads", "1", "--lr", "1e6"])
+    assert out.returncode != 0
+    assert "error: stage multitask stopped at iteration" in out.stderr, out.stderr[-2000:]
+    assert "Lower --lr" in out.stderr
+    assert not (runs / "best.caffemodel").exists()
+    state = json.loads((runs / "state.json").read_text())
+    assert state["stages"]["multitask"]["diverged"]["iter"] > 0
+
+
+def test_sigterm_snapshots_and_the_stage_is_not_taken_as_done(tiny_lmdb, tmp_path, python_exe):
+    runs = tmp_path / "run"
+    args = [python_exe, REPO / "tools" / "train.py", "--lmdb", tiny_lmdb, "--run", runs,
+            "--max-iter", "100000", "20", "20", "--test-interval", "10", "--batch", "16",
+            "--patience", "100000", "--threads", "1"]
+    proc = subprocess.Popen([str(a) for a in args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not list((runs / "multitask").glob("multitask_iter_20.solverstate")):
+        assert time.time() < deadline and proc.poll() is None, "no snapshot appeared"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)          # train.py only: it must stop caffe itself
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
+    assert "rerun the same command to continue" in err
+    state = json.loads((runs / "state.json").read_text())
+    assert not state["stages"]["multitask"].get("done"), "an interrupted stage counted as done"
+    assert "landmarks" not in state["stages"]
+    last = max(int(p.stem.rsplit("_", 1)[1])
+               for p in (runs / "multitask").glob("multitask_iter_*.solverstate"))
+    assert last >= 20   # caffe snapshotted where it stopped

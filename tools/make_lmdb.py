@@ -47,8 +47,18 @@ def parse_args(argv):
     p.add_argument("--preview", type=int, default=0, metavar="K",
                    help="write OUT/preview.png with K records read back")
     args = p.parse_args(argv)
-    if args.profile_weight < 1:
-        p.error(f"--profile-weight must be at least 1, not {args.profile_weight}")
+    for name, low in (("samples", 1), ("workers", 1), ("size", 8), ("profile_weight", 1)):
+        if getattr(args, name) < low:
+            p.error(f"--{name.replace('_', '-')} must be at least {low}, "
+                    f"not {getattr(args, name)}")
+    if args.val_list is None and not 0 <= args.val_fraction < 1:
+        p.error(f"--val-fraction must be in [0, 1), not {args.val_fraction}")
+    # fail before decoding thousands of faces, not after
+    parent = args.out.resolve().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        p.error(f"--out {args.out}: cannot write in {parent}")
     return args
 
 
@@ -106,6 +116,9 @@ def main(argv=None) -> int:
     c, t = manifest["counts"], manifest["timing"]
     print(f"train: {c['train_records']:,} records from {c['train_faces']:,} faces; "
           f"val: {c['val_records']:,} faces; skipped {manifest['skipped']['count']}")
+    if c["val_records"] == 0:
+        print("warning: no validation faces (--val-fraction 0): tools/train.py needs them to "
+              "choose snapshots and stop stages", file=sys.stderr)
     mem = manifest["memory_mb"]
     print(f"{t['samples_per_s']:,.0f} samples/s with {t['workers']} workers; peak memory: "
           f"main {mem['main_peak_anonymous']:.0f} MB (+ LMDB file map), "

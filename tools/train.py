@@ -63,9 +63,10 @@ def parse_args(argv):
 
 
 # The options that define a run: a rerun in the same folder must give the same ones.
-RUN_OPTIONS = ("max_iter", "refit_heads", "test_interval", "patience", "smooth", "batch", "lr",
-               "lr_policy", "width", "seed", "conv4", "activation", "no_relu_after_norm",
-               "landmarks_only", "unstaged")
+# The iteration caps (--max-iter, --refit-heads) may change: a run can be extended.
+RUN_OPTIONS = ("test_interval", "patience", "smooth", "batch", "lr", "lr_policy", "width",
+               "seed", "conv4", "activation", "no_relu_after_norm", "landmarks_only",
+               "unstaged")
 
 
 def run_options(args) -> dict:
@@ -198,6 +199,14 @@ def run_stage(args, stage: str, state: dict, caffe_tool: Path, opts) -> None:
         rc = proc.wait()
     if rc != 0 and not stopped_by_rule:
         raise SystemExit(f"caffe train failed ({rc}); see {stage_dir / 'caffe.log'}")
+    cap = {**dict(zip(STAGE_ORDER, args.max_iter)), "heads": args.refit_heads}[stage]
+    last = latest_solverstate(stage_dir, stage)
+    reached = int(last.stem.rsplit("_", 1)[1]) if last else 0
+    if not stopped_by_rule and reached < cap:
+        # caffe was stopped from outside (SIGINT/SIGHUP to it): the stage is not over
+        save_state(args.run, state)
+        raise SystemExit(f"error: caffe stopped at iteration {reached} of stage {stage} "
+                         f"before its cap {cap}; rerun the same command to continue")
     scored = [t for t in st["tests"] if t.get("measure") is not None]
     if not scored:
         raise SystemExit(f"stage {stage} produced no validation results")
@@ -286,13 +295,27 @@ def plot(run: Path, state: dict) -> Path:
     return path
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt   # the same path as Ctrl-C: caffe snapshots, the state is saved
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:   # started in the background
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     from tcdcn.caffe_build import build_info
     from tcdcn.net import NetOptions
     args.run.mkdir(parents=True, exist_ok=True)
     args.run = args.run.resolve()
-    manifest = json.loads((args.lmdb / "manifest.json").read_text())
+    manifest_path = args.lmdb / "manifest.json"
+    if not manifest_path.is_file():
+        raise SystemExit(f"error: {manifest_path} not found: --lmdb must be a folder written "
+                         "by tools/make_lmdb.py")
+    manifest = json.loads(manifest_path.read_text())
+    if manifest["counts"]["val_records"] == 0:
+        raise SystemExit(f"error: {args.lmdb} has no validation faces; rebuild it with "
+                         "--val-fraction above 0 (validation chooses snapshots and stops stages)")
     opts = NetOptions(scheme=manifest["scheme"], conv4=args.conv4,
                       landmark_activation=args.activation,
                       relu_after_norm=not args.no_relu_after_norm, width=args.width,
@@ -312,7 +335,12 @@ def main(argv=None) -> int:
             state["best_weights"] = state["stages"][stage]["best_weights"]
             print(f"[{stage}] done earlier (best at iteration {state['stages'][stage]['best_iter']})")
             continue
-        run_stage(args, stage, state, caffe_tool, opts)
+        try:
+            run_stage(args, stage, state, caffe_tool, opts)
+        except KeyboardInterrupt:
+            print(f"interrupted in stage {stage}: caffe snapshotted; rerun the same command "
+                  "to continue", file=sys.stderr)
+            return 130
     shutil.copyfile(state["best_weights"], args.run / "best.caffemodel")
     (args.run / "log.json").write_text(json.dumps(state["stages"], indent=2) + "\n")
     print(f"wrote {args.run / 'best.caffemodel'}, {args.run / 'log.json'}, {plot(args.run, state)}")

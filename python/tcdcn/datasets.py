@@ -33,12 +33,26 @@ class Sample:
 
 
 def _lines(path: Path):
-    """(line number, stripped text) of non-blank lines; tolerates CRLF and leading spaces."""
-    with open(path, "r", encoding="utf-8", errors="strict", newline="") as f:
-        for lineno, raw in enumerate(f, 1):
-            text = raw.strip()
-            if text:
-                yield lineno, text
+    """(line number, stripped text) of non-blank lines; tolerates CRLF, leading spaces and
+    a UTF-8 byte-order mark. A missing file, a folder or text that is not UTF-8 is a
+    DataError naming the file (and the line)."""
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not a list file")
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    with open(path, "rb") as f:
+        data = f.read()
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    for lineno, raw in enumerate(data.split(b"\n"), 1):
+        try:
+            text = raw.decode("utf-8").strip()
+        except UnicodeDecodeError as err:
+            raise DataError(f"{path}:{lineno}: not UTF-8 text (byte {raw[err.start]:#x} at "
+                            f"column {err.start + 1}); save the list as UTF-8") from None
+        if text:
+            yield lineno, text
 
 
 def _image_path(root: Path, rel: str) -> Path:
@@ -182,8 +196,10 @@ def read_pts(path: str | Path) -> np.ndarray:
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp")
 
 
-def read_pts_folder(root: str | Path, *, errors: list | None = None) -> list[Sample]:
-    """300-W style folders searched recursively: every image with a .pts beside it."""
+def read_pts_folder(root: str | Path, *, errors: list | None = None,
+                    expected_points: int | None = 68) -> list[Sample]:
+    """300-W style folders searched recursively: every image with a .pts beside it, each
+    with `expected_points` points (None: any count)."""
     root = Path(root)
     samples = []
     for pts in sorted(root.rglob("*.pts")):
@@ -193,6 +209,9 @@ def read_pts_folder(root: str | Path, *, errors: list | None = None) -> list[Sam
             if image is None:
                 raise DataError(f"{pts}: no image beside it ({', '.join(IMAGE_SUFFIXES)})")
             landmarks = read_pts(pts)
+            if expected_points is not None and len(landmarks) != expected_points:
+                raise DataError(f"{pts}: {len(landmarks)} points, expected {expected_points} "
+                                "(the iBUG 68-point scheme)")
         except DataError as err:
             _report(err, errors)
             continue

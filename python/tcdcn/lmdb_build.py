@@ -110,8 +110,11 @@ def _file_lines(path: str) -> tuple[str, ...]:
 
 
 def source_line(sample: Sample) -> str:
-    """The list line a sample was read from (without its line ending and leading spaces)."""
-    path, lineno = sample.source.rsplit(":", 1)
+    """The list line a sample was read from (without its line ending and leading spaces);
+    for a face with a file of its own (a 300-W .pts), its image's path."""
+    path, sep, lineno = sample.source.rpartition(":")
+    if not sep or not lineno.isdigit():
+        return str(sample.image)
     return _file_lines(path)[int(lineno) - 1].strip()
 
 
