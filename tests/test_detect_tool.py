@@ -46,7 +46,8 @@ def test_images_folder_and_video(model_dir, media, tmp_path, python_exe):
     assert sum(len(l["faces"]) > 0 for l in frames) >= 10
     face = images[0]["faces"][0]
     assert set(face) == {"box", "score", "landmarks", "attributes"} and len(face["landmarks"]) == 5
-    assert (out / "a.png").is_file() and (out / "clip.mp4").is_file()
+    assert (out / "annotated" / "photos" / "a.jpg.png").is_file()
+    assert (out / "annotated" / "clip.avi.mp4").is_file()
 
 
 def test_given_boxes(model_dir, media, tmp_path, python_exe):
@@ -76,3 +77,71 @@ def test_one_euro_smoothing_reduces_jitter():
     g = OneEuro()
     track = np.array([g(x, 1 / 30) for x in moving])
     assert np.abs(track[60:] - np.arange(300)[60:, None] * 2.0).mean() < 3
+
+
+def test_bad_boxes_files_are_named(model_dir, media, tmp_path, python_exe):
+    image = media / "photos" / "a.jpg"
+    base = [python_exe, REPO / "tools" / "detect.py", image, "--model", model_dir]
+    res = run(base + ["--out", tmp_path / "o1", "--boxes", tmp_path / "missing.txt"])
+    assert res.returncode == 1 and "missing.txt: no such boxes file" in res.stderr
+    assert "Traceback" not in res.stderr
+    for n, (line, message) in enumerate([
+            (f"{image} 10 10 10 50", "empty or inverted box"),
+            (f"{image} 50 10 10 60", "empty or inverted box"),
+            (f"{image} nan 10 40 60", "non-finite"),
+            (f"{image} 10 10 inf 60", "non-finite")]):
+        boxes = tmp_path / f"b{n}.txt"
+        boxes.write_text(line + "\n")
+        res = run(base + ["--out", tmp_path / f"o{n + 2}", "--boxes", boxes])
+        assert res.returncode == 1 and f"b{n}.txt:1: " in res.stderr and message in res.stderr
+    # a BOM and a path that is relative to the working directory still match
+    boxes = tmp_path / "bom.txt"
+    boxes.write_bytes(b"\xef\xbb\xbf" + f"photos/a.jpg 170 60 270 170\n".encode())
+    res = run(base[:2] + ["photos/a.jpg", "--model", model_dir, "--out", tmp_path / "o9",
+                          "--boxes", boxes], cwd=media)
+    assert res.returncode == 0, res.stderr
+    faces = json.loads((tmp_path / "o9" / "faces.jsonl").read_text())["faces"]
+    assert len(faces) == 1
+    # boxes for an image that is not an input: an error, not a silent 0 faces
+    boxes.write_text("elsewhere/a.jpg 170 60 270 170\n")
+    res = run(base[:2] + ["photos/a.jpg", "--model", model_dir, "--out", tmp_path / "o10",
+                          "--boxes", boxes], cwd=media)
+    assert res.returncode == 1 and "not among the inputs" in res.stderr + res.stdout
+
+
+def test_extreme_image_is_skipped_and_the_rest_kept(model_dir, media, tmp_path, python_exe):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "thin.png"), np.full((1, 20000, 3), 128, np.uint8))
+    cv2.imwrite(str(folder / "a.jpg"), cv2.imread(str(media / "photos" / "a.jpg")))
+    out = tmp_path / "out"
+    res = run([python_exe, REPO / "tools" / "detect.py", folder, "--model", model_dir,
+               "--out", out])
+    summary = json.loads((out / "summary.json").read_text())
+    lines = [json.loads(l) for l in (out / "faces.jsonl").read_text().splitlines()]
+    good = [l for l in lines if l["path"].endswith("a.jpg")]
+    assert good and len(good[0]["faces"]) >= 1, "the good image was lost"
+    assert "Traceback" not in res.stderr
+
+
+def test_annotations_never_overwrite_inputs(model_dir, media, tmp_path, python_exe):
+    folder = tmp_path / "in"
+    (folder / "x").mkdir(parents=True)
+    (folder / "y").mkdir()
+    img = cv2.imread(str(media / "photos" / "a.jpg"))
+    cv2.imwrite(str(folder / "x" / "face.jpg"), img)
+    cv2.imwrite(str(folder / "y" / "face.jpg"), cv2.flip(img, 1))
+    before = {p: p.read_bytes() for p in folder.rglob("*.jpg")}
+    res = run([python_exe, REPO / "tools" / "detect.py", folder, "--model", model_dir,
+               "--out", folder, "--annotate"])
+    assert res.returncode == 0, res.stderr
+    assert {p: p.read_bytes() for p in before} == before
+    assert (folder / "annotated" / "x" / "face.jpg.png").is_file()
+    assert (folder / "annotated" / "y" / "face.jpg.png").is_file()
+
+
+def test_no_inputs_is_an_error(model_dir, tmp_path, python_exe):
+    (tmp_path / "empty").mkdir()
+    res = run([python_exe, REPO / "tools" / "detect.py", tmp_path / "empty", "--model",
+               model_dir, "--out", tmp_path / "o"])
+    assert res.returncode == 1 and "no images or videos" in res.stderr

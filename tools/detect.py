@@ -50,18 +50,70 @@ def expand(inputs: list[Path]) -> list[Path]:
     return files
 
 
+def common_root(files: list[Path]) -> Path:
+    """The deepest folder holding every input (annotated copies keep paths below it)."""
+    import os.path
+    return Path(os.path.commonpath([str(f.resolve().parent) for f in files]))
+
+
+def output_path(out: Path, f: Path, root: Path, suffix: str) -> Path:
+    """OUT/annotated/<path of f below the inputs' common folder, with `suffix`>: unique per
+    input (two a.jpg in different folders stay apart) and never an input file itself."""
+    rel = f.resolve().relative_to(root)
+    return out / "annotated" / rel.with_name(rel.name + suffix)
+
+
+def run_chunk(detector, loaded, given, used, failed) -> list:
+    """Faces per loaded image (None where one failed): batched, and image by image when
+    the batch fails, so one bad image costs only itself."""
+    import cv2
+    def one(f, im):
+        if given is None:
+            return detector(im)
+        key = str(f.resolve())
+        used.add(key)
+        return detector(im, boxes=given.get(key, []))
+    if given is None:
+        try:
+            return detector.batch([im for _, im in loaded])
+        except (cv2.error, ValueError, MemoryError):
+            pass
+    results = []
+    for f, im in loaded:
+        try:
+            results.append(one(f, im))
+        except (cv2.error, ValueError, MemoryError) as err:
+            msg = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+            failed.append(f"{f}: detection failed ({msg})")
+            print(f"skipped {failed[-1]}", file=sys.stderr)
+            results.append(None)
+    return results
+
+
 def read_boxes(path: Path) -> dict[str, list[list[float]]]:
+    """`image left top right bottom` per line (UTF-8, a BOM is fine); every box finite with
+    right > left and bottom > top. Errors name the file and line."""
+    import math
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such boxes file")
+    text = path.read_bytes().decode("utf-8", errors="replace").lstrip("\ufeff")
     boxes = defaultdict(list)
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+    for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.startswith("#"):
             continue
         fields = line.split()
         try:
             if len(fields) != 5:
                 raise ValueError
-            boxes[str(Path(fields[0]))].append([float(v) for v in fields[1:]])
+            box = [float(v) for v in fields[1:]]
         except ValueError:
-            raise SystemExit(f"error: {path}:{lineno}: expected 'image left top right bottom'")
+            raise ValueError(f"{path}:{lineno}: expected 'image left top right bottom'") from None
+        if not all(math.isfinite(v) for v in box):
+            raise ValueError(f"{path}:{lineno}: the box has a non-finite value: {line.strip()}")
+        if box[2] <= box[0] or box[3] <= box[1]:
+            raise ValueError(f"{path}:{lineno}: empty or inverted box (right must exceed left, "
+                             f"bottom must exceed top): {line.strip()}")
+        boxes[str(Path(fields[0]).resolve())].append(box)
     return boxes
 
 
@@ -73,11 +125,23 @@ def main(argv=None) -> int:
     from tcdcn.api import DEFAULT_MODEL, Detector, draw, load_image
     from tcdcn.smoothing import LandmarkSmoother
 
-    detector = Detector(args.model or DEFAULT_MODEL, batch=args.batch, detector=args.detector,
-                        mtcnn=args.mtcnn, backend=args.backend, pad=args.pad)
-    given = read_boxes(args.boxes) if args.boxes else None
+    try:
+        detector = Detector(args.model or DEFAULT_MODEL, batch=args.batch,
+                            detector=args.detector, mtcnn=args.mtcnn, backend=args.backend,
+                            pad=args.pad)
+        given = read_boxes(args.boxes) if args.boxes else None
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     args.out.mkdir(parents=True, exist_ok=True)
     files = expand(args.inputs)
+    if not files:
+        print("error: no images or videos in " + " ".join(map(str, args.inputs)),
+              file=sys.stderr)
+        return 1
+    inputs = {f.resolve() for f in files}
+    root = common_root(files)
+    used: set[str] = set()
     failed, n_faces = [], 0
     with open(args.out / "faces.jsonl", "w") as jsonl:
         images = [f for f in files if f.suffix.lower() not in VIDEO_EXT]
@@ -91,15 +155,19 @@ def main(argv=None) -> int:
                 except (OSError, ValueError) as err:
                     failed.append(f"{f}: {err}")
                     print(f"skipped {err}", file=sys.stderr)
-            if given is not None:
-                results = [detector(im, boxes=given.get(str(f), [])) for f, im in loaded]
-            else:
-                results = detector.batch([im for _, im in loaded])
+            results = run_chunk(detector, loaded, given, used, failed)
             for (f, im), faces in zip(loaded, results):
+                if faces is None:     # this image failed; already reported
+                    continue
                 n_faces += len(faces)
                 jsonl.write(json.dumps({"path": str(f), "faces": [x.as_dict() for x in faces]}) + "\n")
                 if args.annotate:
-                    cv2.imwrite(str(args.out / f"{f.stem}.png"), draw(im, faces))
+                    target = output_path(args.out, f, root, ".png")
+                    if target.resolve() in inputs:
+                        failed.append(f"{f}: its annotated copy {target} would overwrite an input")
+                        continue
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    cv2.imwrite(str(target), draw(im, faces))
             bar.update(len(chunk))
         bar.close()
         for f in videos:
@@ -126,7 +194,9 @@ def main(argv=None) -> int:
                     if args.annotate:
                         if writer is None:
                             h, w = frame.shape[:2]
-                            writer = cv2.VideoWriter(str(args.out / f"{f.stem}.mp4"),
+                            target = output_path(args.out, f, root, ".mp4")
+                            target.parent.mkdir(parents=True, exist_ok=True)
+                            writer = cv2.VideoWriter(str(target),
                                                      cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
                         writer.write(draw(frame, faces))
                     frame_no += 1
@@ -136,6 +206,14 @@ def main(argv=None) -> int:
                 writer.release()
             if frame_no == 0:
                 failed.append(f"{f}: no frames could be read")
+            elif total and frame_no < total:
+                failed.append(f"{f}: read {frame_no} of its {total} frames (corrupt?)")
+                print(f"error: {failed[-1]}", file=sys.stderr)
+    if given is not None:
+        for key in sorted(set(given) - used):
+            failed.append(f"{args.boxes}: boxes for {key}, which is not among the inputs "
+                          "(paths are matched after resolving them from here)")
+            print(f"error: {failed[-1]}", file=sys.stderr)
     summary = {"inputs": len(files), "failed": len(failed), "faces": n_faces, "errors": failed}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"{len(files) - len(failed)} of {len(files)} inputs processed, {n_faces} faces; "

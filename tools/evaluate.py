@@ -61,7 +61,7 @@ def main(argv=None) -> int:
             model.crop_scale = args.crop_scale
         report = evaluate(model, samples, args.boxes, args.detector, args.mtcnn, args.refine,
                           args.detect_pad)
-    except DataError as err:
+    except (DataError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     report.update(model=str(args.model), dataset=args.dataset, list=str(list_path),
@@ -69,8 +69,14 @@ def main(argv=None) -> int:
                   command=" ".join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:])))
     print(format_table(report))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        try:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            tmp = args.json.with_name(args.json.name + ".tmp")
+            tmp.write_text(json.dumps(report, indent=2) + "\n")
+            os.replace(tmp, args.json)
+        except OSError as err:
+            print(f"error: cannot write {args.json}: {err.strerror}", file=sys.stderr)
+            return 1
         ced = args.ced or args.json.with_suffix(".png")
         plot_ced({args.boxes: report}, ced, f"{args.model.name} on {list_path.name}")
         print(f"wrote {args.json} and {ced}")

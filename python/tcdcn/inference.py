@@ -45,6 +45,73 @@ def to_grey(image: np.ndarray) -> np.ndarray:
 BACKENDS = ("caffe", "opencv")
 
 
+def check_file(path: Path) -> None:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: empty file")
+
+
+def read_model_json(folder: Path) -> dict:
+    """A model folder's self-description, with errors that name the file."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such model folder")
+    path = folder / "model.json"
+    check_file(path)
+    try:
+        meta = json.loads(path.read_text())
+        for key in ("input", "landmark_scheme", "files"):
+            meta[key]
+        int(meta["input"]["size"])
+        meta["files"]["deploy"], meta["files"]["weights"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: not a model description ({type(err).__name__}: {err})") \
+            from None
+    if meta["landmark_scheme"] not in SCHEMES:
+        raise ValueError(f"{path}: unknown landmark scheme {meta['landmark_scheme']!r}")
+    return meta
+
+
+def load_caffe_net(deploy: Path, weights: Path):
+    """pycaffe's Net with its weights, checked first: a truncated, empty or foreign
+    caffemodel is an error naming the file and the layer, not a glog abort (or, for an
+    empty file, a net silently left at its random initialisation)."""
+    import caffe
+    from caffe.proto import caffe_pb2
+    from google.protobuf.message import DecodeError
+    check_file(deploy)
+    check_file(weights)
+    caffe.set_mode_cpu()
+    try:
+        net = caffe.Net(str(deploy), caffe.TEST)
+    except Exception as err:   # pycaffe raises a bare RuntimeError/SystemError here
+        raise ValueError(f"{deploy}: Caffe cannot read this net ({err})") from None
+    proto = caffe_pb2.NetParameter()
+    try:
+        proto.ParseFromString(weights.read_bytes())
+    except DecodeError:
+        raise ValueError(f"{weights}: not a caffemodel (truncated or corrupt)") from None
+    stored = {l.name: [tuple(b.shape.dim) if b.HasField("shape") else
+                       tuple(d for d in (b.num, b.channels, b.height, b.width))
+                       for b in l.blobs] for l in proto.layer}
+    for name, params in net.params.items():
+        if name not in stored or not stored[name]:
+            raise ValueError(f"{weights}: has no weights for layer {name!r} of {deploy}")
+        want = [tuple(p.data.shape) for p in params]
+        have = [tuple(int(d) for d in shape) for shape in stored[name]]
+        if len(have) != len(want) or any(int(np_prod(h)) != int(np_prod(w)) or
+                                         (len(h) == len(w) and h != w)
+                                         for h, w in zip(have, want)):
+            raise ValueError(f"{weights}: layer {name!r} has weights of shapes {have}, "
+                             f"{deploy} needs {want}")
+    net.copy_from(str(weights))
+    return net
+
+
+def np_prod(shape) -> int:
+    return int(np.prod(shape)) if len(shape) else 0
+
+
 class LandmarkModel:
     """A trained model, run on boxes in batches.
 
@@ -57,7 +124,7 @@ class LandmarkModel:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
         self.folder = Path(folder)
-        self.meta = json.loads((self.folder / "model.json").read_text())
+        self.meta = read_model_json(self.folder)
         self.size = int(self.meta["input"]["size"])
         # the crop's side in box sides (chosen on validation; 1: the box itself)
         self.crop_scale = float(self.meta["input"].get("crop_scale", 1.0))
@@ -69,18 +136,22 @@ class LandmarkModel:
         self.batch = batch
         self.outputs = ["landmarks"] + [f"{t.name}_prob" for t in self.tasks]
         if backend == "caffe":
-            import caffe
-            caffe.set_mode_cpu()
-            self.net = caffe.Net(str(self.folder / self.meta["files"]["deploy"]), caffe.TEST,
-                                 weights=str(self.folder / self.meta["files"]["weights"]))
+            self.net = load_caffe_net(self.folder / self.meta["files"]["deploy"],
+                                      self.folder / self.meta["files"]["weights"])
             self._set_batch(batch)
         else:
             files = self.meta.get("files_opencv")
             if not files:
                 raise FileNotFoundError(f"{self.folder}/model.json names no OpenCV export: "
                                         "run tools/export_opencv.py")
-            self.cv_net = cv2.dnn.readNetFromCaffe(str(self.folder / files["deploy"]),
-                                                   str(self.folder / files["weights"]))
+            for name in (files["deploy"], files["weights"]):
+                check_file(self.folder / name)
+            try:
+                self.cv_net = cv2.dnn.readNetFromCaffe(str(self.folder / files["deploy"]),
+                                                       str(self.folder / files["weights"]))
+            except cv2.error as err:
+                raise ValueError(f"{self.folder / files['weights']}: OpenCV cannot load this "
+                                 f"model ({str(err).strip().splitlines()[-1]})") from None
             self._batch = batch
 
     def _set_batch(self, n: int) -> None:
