@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -145,3 +146,18 @@ def test_no_inputs_is_an_error(model_dir, tmp_path, python_exe):
     res = run([python_exe, REPO / "tools" / "detect.py", tmp_path / "empty", "--model",
                model_dir, "--out", tmp_path / "o"])
     assert res.returncode == 1 and "no images or videos" in res.stderr
+
+
+def test_other_files_in_folders_are_reported(model_dir, media, tmp_path, python_exe):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.jpg"), cv2.imread(str(media / "photos" / "a.jpg")))
+    (folder / "anim.gif").write_bytes(b"GIF89a")
+    (folder / "notes.txt").write_text("x")
+    out = tmp_path / "out"
+    res = run([python_exe, REPO / "tools" / "detect.py", folder, "--model", model_dir,
+               "--out", out])
+    assert res.returncode == 0, res.stderr
+    assert "ignored 2 files" in res.stderr and ".gif 1" in res.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert sorted(Path(p).name for p in summary["ignored"]) == ["anim.gif", "notes.txt"]

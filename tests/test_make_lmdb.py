@@ -288,3 +288,42 @@ def test_unwritable_output_folder_is_refused_first(dataset, tmp_path, python_exe
     res = run([python_exe, REPO / "tools" / "make_lmdb.py", "--dataset", "mtfl", "--root",
                dataset, "--out", tmp_path / "file" / "out", "--samples", "10"])
     assert res.returncode == 2 and "cannot write in" in res.stderr, res.stderr
+
+
+def test_sigterm_cleans_up_without_tracebacks(dataset, tmp_path, python_exe):
+    import signal
+    import subprocess
+    import time
+    out = tmp_path / "big"
+    proc = subprocess.Popen([str(python_exe), str(REPO / "tools" / "make_lmdb.py"), "--dataset",
+                             "mtfl", "--root", str(dataset), "--out", str(out),
+                             "--samples", "5000000", "--workers", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not list(tmp_path.glob(".big.*/.train_lmdb.*")):   # training records being written
+        assert time.time() < deadline and proc.poll() is None, "the build did not start"
+        time.sleep(0.1)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err[-2000:]
+    assert "nothing was written" in err
+    assert not out.exists() and not list(tmp_path.glob(".big.*"))
+
+
+def test_stale_temporaries_of_a_killed_build_are_removed(dataset, tmp_path):
+    import subprocess
+    from tcdcn.lmdb_build import OWNER
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / ".out.abc123"
+    (stale / "train_lmdb").mkdir(parents=True)
+    (stale / OWNER).write_text(str(dead.pid))
+    alive = tmp_path / ".out.live99"
+    alive.mkdir()
+    (alive / OWNER).write_text(str(__import__("os").getpid()))   # a running writer: kept
+    manifest = build(config(dataset, tmp_path / "out", samples=50))
+    assert manifest["removed_stale_temporaries"] == [str(stale)]
+    assert not stale.exists() and alive.exists()
+    assert not (tmp_path / "out" / OWNER).exists()

@@ -15,7 +15,7 @@ import argparse
 import json
 import os
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 IMAGE_EXT = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp"}
@@ -40,11 +40,17 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
-def expand(inputs: list[Path]) -> list[Path]:
+def expand(inputs: list[Path], ignored: list[str] | None = None) -> list[Path]:
+    """Files named, and the images and videos inside folders named (recursively); other
+    files inside folders are listed in `ignored`."""
     files = []
     for path in inputs:
         if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXT | VIDEO_EXT)
+            for p in sorted(p for p in path.rglob("*") if p.is_file()):
+                if p.suffix.lower() in IMAGE_EXT | VIDEO_EXT:
+                    files.append(p)
+                elif ignored is not None:
+                    ignored.append(str(p))
         else:
             files.append(path)
     return files
@@ -134,7 +140,13 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     args.out.mkdir(parents=True, exist_ok=True)
-    files = expand(args.inputs)
+    ignored: list[str] = []
+    files = expand(args.inputs, ignored)
+    if ignored:
+        kinds = Counter(Path(f).suffix.lower() or "(none)" for f in ignored)
+        print(f"ignored {len(ignored)} files in the folders that are not images or videos "
+              f"this tool reads ({', '.join(f'{k} {n}' for k, n in kinds.most_common())}); "
+              "summary.json lists them", file=sys.stderr)
     if not files:
         print("error: no images or videos in " + " ".join(map(str, args.inputs)),
               file=sys.stderr)
@@ -214,7 +226,8 @@ def main(argv=None) -> int:
             failed.append(f"{args.boxes}: boxes for {key}, which is not among the inputs "
                           "(paths are matched after resolving them from here)")
             print(f"error: {failed[-1]}", file=sys.stderr)
-    summary = {"inputs": len(files), "failed": len(failed), "faces": n_faces, "errors": failed}
+    summary = {"inputs": len(files), "failed": len(failed), "faces": n_faces, "errors": failed,
+               "ignored": ignored}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"{len(files) - len(failed)} of {len(files)} inputs processed, {n_faces} faces; "
           f"{len(failed)} failed. Wrote {args.out / 'faces.jsonl'}")

@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -107,12 +108,20 @@ def main(argv=None) -> int:
                       workers=args.workers, size=args.size, channels=args.channels,
                       skip_bad=args.skip_bad, profile_weight=args.profile_weight,
                       command=shlex.join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:])))
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, stop)
     try:
         manifest = build(cfg, progress=lambda total: tqdm(total=total, unit="sample",
                                                            unit_scale=True, desc="augment+write"))
     except (DataError, FileExistsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: nothing was written to {cfg.out}", file=sys.stderr)
+        return 130
+    for d in manifest.get("removed_stale_temporaries", []):
+        print(f"removed {d}, left by an earlier build that was killed", file=sys.stderr)
     c, t = manifest["counts"], manifest["timing"]
     print(f"train: {c['train_records']:,} records from {c['train_faces']:,} faces; "
           f"val: {c['val_records']:,} faces; skipped {manifest['skipped']['count']}")

@@ -76,18 +76,20 @@ def make_detector(model, name: str = "haar", mtcnn_dir=None, pad: float = DETECT
 def load_images(samples: list[Sample], want_colour: bool) -> tuple[dict, dict]:
     """Grey images by path, and the colour ones too when a detector wants colour (MTCNN);
     each file is decoded once."""
+    from tcdcn.api import load_image
+    from tcdcn.inference import to_grey
     images, colour = {}, {}
     for s in samples:
         key = str(s.image)
         if key in images:
             continue
-        image = cv2.imread(key, cv2.IMREAD_COLOR if want_colour else cv2.IMREAD_GRAYSCALE)
-        if image is None:
-            raise DataError(f"{s.source}: image {s.image} cannot be read")
+        try:   # decoded as the API and the LMDB writer decode (one crop path)
+            image = load_image(s.image)
+        except (OSError, ValueError) as err:
+            raise DataError(f"{s.source}: {err}") from None
         if want_colour:
-            colour[key] = image
-            image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-        images[key] = image
+            colour[key] = image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        images[key] = to_grey(image)
     return images, colour
 
 

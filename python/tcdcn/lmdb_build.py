@@ -144,15 +144,24 @@ class Prepared:
 
 
 def read_image(sample: Sample, channels: int) -> np.ndarray:
+    from tcdcn.api import load_image
+    from tcdcn.inference import to_grey
     if not sample.image.is_file():
         raise DataError(f"{sample.source}: image {sample.image} not found")
-    image = cv2.imread(str(sample.image), cv2.IMREAD_COLOR)
-    if image is None:
-        raise DataError(f"{sample.source}: image {sample.image} cannot be decoded")
+    try:
+        # decoded exactly as inference decodes (EXIF, truncation check, 16 bit)
+        image = load_image(sample.image)
+    except ValueError as err:
+        reason = str(err).removeprefix(f"{sample.image}: ")
+        raise DataError(f"{sample.source}: image {sample.image} cannot be decoded "
+                        f"({reason})") from None
     if channels == 1:
-        # as inference makes grey (inference.to_grey): libjpeg's own grey decode differs
-        # by a grey level here and there
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        # grey as inference makes it: libjpeg's own grey decode differs by a grey level
+        image = to_grey(image)
+    elif image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    elif image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
     h, w = image.shape[:2]
     tol = FAR_OUTSIDE * max(h, w)
     pts = sample.landmarks
@@ -307,6 +316,43 @@ def prepare_one(args) -> tuple[Prepared | None, str | None]:
         return None, str(err)
 
 
+OWNER = ".owner-pid"   # inside a build's temporary folder: the pid that writes it
+
+
+def _quiet_worker() -> None:
+    """Workers leave Ctrl-C to the main process, which terminates them (SIGTERM, left at
+    its default so that Pool.terminate works): no KeyboardInterrupt or BrokenPipeError
+    tracebacks from the workers."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)   # not the main process's handler
+
+
+def remove_stale_temporaries(out: Path) -> list[str]:
+    """Remove `.OUT.*` temporary folders that a killed build of the same --out left behind
+    (their writer's pid is gone). Returns what was removed."""
+    import os
+    import shutil
+    removed = []
+    if not out.parent.is_dir():
+        return removed
+    for d in out.parent.glob(f".{out.name}.*"):
+        owner = d / OWNER
+        if not d.is_dir() or not owner.is_file():
+            continue
+        try:
+            pid = int(owner.read_text().strip())
+            os.kill(pid, 0)
+            continue            # its writer is still running
+        except (ValueError, ProcessLookupError):
+            pass
+        except PermissionError:
+            continue
+        shutil.rmtree(d, ignore_errors=True)
+        removed.append(str(d))
+    return removed
+
+
 def sha256_of(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
@@ -353,6 +399,7 @@ def build(cfg: BuildConfig, progress=None) -> dict:
 
     if cfg.out.exists():
         raise FileExistsError(f"{cfg.out} exists; remove it or choose another --out")
+    stale = remove_stale_temporaries(cfg.out)
     errors: list[str] | None = [] if cfg.skip_bad else None
     t0 = time.perf_counter()
     samples, scheme, info = load_samples(cfg.dataset, cfg.root, cfg.list_path, errors)
@@ -365,8 +412,15 @@ def build(cfg: BuildConfig, progress=None) -> dict:
     ctx = multiprocessing.get_context("fork")
     jobs = [(s, cfg.size, cfg.channels) for s in train + val]
     if cfg.workers > 1:
-        with ctx.Pool(cfg.workers) as pool:
+        pool = ctx.Pool(cfg.workers, initializer=_quiet_worker)
+        try:
             prepared = pool.map(prepare_one, jobs, chunksize=64)
+        except BaseException:
+            pool.terminate()
+            pool.join()
+            raise
+        pool.close()
+        pool.join()
     else:
         prepared = [prepare_one(j) for j in jobs]
     faces_train, faces_val, val_used = [], [], []
@@ -386,6 +440,7 @@ def build(cfg: BuildConfig, progress=None) -> dict:
 
     cfg.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{cfg.out.name}.", dir=cfg.out.parent))
+    (tmp / OWNER).write_text(str(os.getpid()))
     try:
         # validation: one plain crop per face, in list order
         def val_records():
@@ -418,15 +473,19 @@ def build(cfg: BuildConfig, progress=None) -> dict:
                     bar.update(len(records))
 
         t_gen = time.perf_counter()
-        pool = ctx.Pool(cfg.workers) if cfg.workers > 1 else None
+        pool = ctx.Pool(cfg.workers, initializer=_quiet_worker) if cfg.workers > 1 else None
         try:
             n_train = write_lmdb(tmp / "train_lmdb", train_records(),
                                  map_size=max(1 << 30, cfg.samples * cfg.size * cfg.size
                                               * cfg.channels * 3))
-        finally:
-            if pool:
-                pool.close()
+        except BaseException:
+            if pool:   # terminate, not close+join: workers may be blocked sending a result
+                pool.terminate()
                 pool.join()
+            raise
+        if pool:
+            pool.close()
+            pool.join()
         if bar is not None:
             bar.close()
         seconds = time.perf_counter() - t_gen
@@ -454,6 +513,7 @@ def build(cfg: BuildConfig, progress=None) -> dict:
                       "val_list": str(cfg.val_list) if cfg.val_list else None,
                       "by": "person (LFW name), else image"},
             "skipped": {"count": len(errors or []), "items": errors or []},
+            "removed_stale_temporaries": stale,
             "sources": {p: sha256_of(Path(p)) for p in lists},
             "box_rule": info["box_rule"],
             "timing": {"prepare_s": t_prepared - t0, "generate_s": seconds,
@@ -468,6 +528,7 @@ def build(cfg: BuildConfig, progress=None) -> dict:
         text = json.dumps(manifest, indent=2) + "\n"
         manifest = json.loads(text)  # what the file says, tuples as lists
         (tmp / "manifest.json").write_text(text)
+        (tmp / OWNER).unlink()
         os.rename(tmp, cfg.out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
