@@ -80,3 +80,21 @@ def test_demo_finds_and_marks_the_astronaut(tmp_path, python_exe):
     # her eyes are around (205, 110) and (245, 105) in the 512 x 512 photograph
     assert 185 < lx < 225 and 90 < ly < 130 and 225 < rx < 265 and 85 < ry < 125, face
     assert (tmp_path / "astronaut.png").is_file()
+
+
+@pytest.mark.caffe
+@pytest.mark.skipif(not (SHARED / "MTFL" / "testing.txt").is_file(), reason="AFLW not present")
+def test_released_model_measures_what_model_json_says():
+    """Re-measure the released model on the fixed AFLW slice release_model.py measured: a
+    crop, coordinate, flip or metric bug moves the NME far beyond this tolerance."""
+    from tcdcn.datasets import read_mtfl
+    from tcdcn.evaluation import evaluate
+    from tcdcn.inference import LandmarkModel
+    meta = json.loads((MODEL / "model.json").read_text())
+    stored = meta["numbers"].get("aflw_first_300_landmark_boxes")
+    if stored is None:
+        pytest.skip("this release has no regression slice")
+    aflw = read_mtfl(SHARED / "MTFL" / "testing.txt", SHARED / "MTFL")[:300]
+    report = evaluate(LandmarkModel(MODEL), aflw, "landmarks", refine=meta.get("refine", 0))
+    assert abs(report["nme_mean"] - stored["nme_mean"]) < 0.01, (report["nme_mean"], stored)
+    assert abs(report["failure_rate"] - stored["failure_rate"]) < 0.5

@@ -159,3 +159,19 @@ def test_sigterm_snapshots_and_the_stage_is_not_taken_as_done(tiny_lmdb, tmp_pat
     last = max(int(p.stem.rsplit("_", 1)[1])
                for p in (runs / "multitask").glob("multitask_iter_*.solverstate"))
     assert last >= 20   # caffe snapshotted where it stopped
+
+
+def test_an_incomplete_validation_record_is_not_counted():
+    """caffe stopped during a test (early stop with --test-interval below the display
+    interval) leaves a record without outputs: it is reported, not a TypeError."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("train_tool", REPO / "tools" / "train.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    from tcdcn.training import StopRule, landmark_measure
+    st = {"tests": []}
+    stopped = tool.on_test({"iter": 30}, st, landmark_measure, "landmark", StopRule(), "x", None)
+    assert stopped is False and st["tests"][0]["measure"] is None
+    tool.on_test({"iter": 40, "landmark_loss": 0.5}, st, landmark_measure, "landmark",
+                 StopRule(), "x", None)
+    assert [t["measure"] for t in st["tests"]] == [None, 0.5]

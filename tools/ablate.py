@@ -25,6 +25,8 @@ VARIANTS = {
     "absolute tanh": ["--activation", "abs_tanh"],
     "linear landmark output": ["--activation", "linear"],
     "no ReLU after MVN": ["--no-relu-after-norm"],
+    "1.5x wider trunk": ["--width", "1.5"],
+    "2x wider trunk": ["--width", "2"],
 }
 
 

@@ -24,6 +24,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 CROP_SCALES = (1.0, 1.05, 1.1, 1.15, 1.2)
+REGRESSION_SLICE = "aflw_first_300_landmark_boxes"
 
 
 def parse_args(argv):
@@ -141,6 +142,8 @@ def main(argv=None) -> int:
     meta["training"] = json.loads(portable(json.dumps(meta["training"]), args.run,
                                            Path(state["lmdb"]), tool))
     (out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+    if (args.run / "curves.png").is_file():
+        shutil.copyfile(args.run / "curves.png", out / "training_curves.png")
     (out / "training_log.json").write_text(portable(
         (args.run / "log.json").read_text(), args.run, Path(state["lmdb"]), tool))
 
@@ -189,6 +192,8 @@ def main(argv=None) -> int:
     from tcdcn.datasets import read_mtfl
     aflw = read_mtfl(args.root / "MTFL" / "testing.txt", args.root / "MTFL")
     numbers["aflw_landmark_boxes"] = evaluate(model, aflw, "landmarks", refine=refine)
+    # a fixed slice that tests/test_released_model.py re-measures (catches crop/coordinate bugs)
+    numbers[REGRESSION_SLICE] = evaluate(model, aflw[:300], "landmarks", refine=refine)
     numbers["aflw_haar_boxes"] = evaluate(model, aflw, "detector", "haar", refine=refine)
     if mtcnn_dir:
         numbers["aflw_mtcnn_boxes"] = evaluate(model, aflw, "detector", "mtcnn", mtcnn_dir,

@@ -329,6 +329,12 @@ def main(argv=None) -> int:
                                   "HEAD"], capture_output=True, text=True).stdout.strip(),
         "lmdb_manifest": manifest, "options": run_options(args)}
     check_same_run(state, args)
+    # every invocation is kept; the latest (its caps may differ) is the run's command
+    command = shlex.join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:]))
+    state.setdefault("invocations", [])
+    if not state["invocations"] or state["invocations"][-1] != command:
+        state["invocations"].append(command)
+    state["train_command"] = command
     caffe_tool = build_info().caffe_tool
     for stage in stages_for(args):
         if state["stages"].get(stage, {}).get("done"):
