@@ -13,7 +13,14 @@ import numpy as np
 
 from tcdcn.inference import Face, LandmarkModel, to_grey
 
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent.parent / "models" / "tcdcn_5pt"
+def _bundled_model() -> Path:
+    """The model shipped inside the package (tcdcn/models/tcdcn_5pt), found through
+    importlib.resources so that it works from a checkout and from an installed wheel."""
+    from importlib.resources import files
+    return Path(str(files("tcdcn.models") / "tcdcn_5pt"))
+
+
+DEFAULT_MODEL = _bundled_model()
 
 
 MAX_PIXELS = 100_000_000   # larger images are refused before decoding (memory)
@@ -100,7 +107,7 @@ class Detector:
 
     def __init__(self, model: str | Path = DEFAULT_MODEL, batch: int = 64, min_face: int = 20,
                  detector: str = "haar", mtcnn: str | Path | None = None,
-                 backend: str = "caffe", refine: int | None = None, pad: float = 0.0):
+                 backend: str = "auto", refine: int | None = None, pad: float = 0.0):
         from tcdcn.detect import Calibration, HaarDetector
         self.model = LandmarkModel(model, batch=batch, backend=backend)
         calib = Calibration(**self.model.meta.get("detector_calibration", {}).get(detector, {}))
@@ -119,6 +126,10 @@ class Detector:
         self.wants_colour = detector == "mtcnn"
         # a second, re-centred pass only where the model's measurements say it helps
         self.refine = refine if refine is not None else int(self.model.meta.get("refine", 0))
+
+    def __repr__(self) -> str:
+        return (f"Detector(model={self.model.folder.name!r}, backend={self.model.backend!r}, "
+                f"detector={type(self.detector).__name__})")
 
     def __call__(self, image, boxes=None) -> list[Face]:
         image = load_image(image)

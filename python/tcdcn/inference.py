@@ -45,6 +45,16 @@ def to_grey(image: np.ndarray) -> np.ndarray:
 BACKENDS = ("caffe", "opencv")
 
 
+def default_backend() -> str:
+    """"caffe" where this project's pycaffe imports (tools/setup.sh), else "opencv"."""
+    try:
+        import caffe  # noqa: F401
+        from caffe import layer_type_list
+        return "caffe" if "LocallyConnected" in layer_type_list() else "opencv"
+    except Exception:   # no pycaffe, or another Caffe without our layers
+        return "opencv"
+
+
 def check_file(path: Path) -> None:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
@@ -117,12 +127,15 @@ class LandmarkModel:
 
     backend "caffe": pycaffe with this project's build (deploy.prototxt + weights);
     backend "opencv": stock OpenCV dnn with the export of tools/export_opencv.py (no
-    LocallyConnected layer, so no Caffe build is needed).
+    LocallyConnected layer, so no Caffe build is needed); "auto" (the default): "caffe"
+    where it imports, else "opencv".
     """
 
-    def __init__(self, folder: str | Path, batch: int = 64, backend: str = "caffe"):
+    def __init__(self, folder: str | Path, batch: int = 64, backend: str = "auto"):
+        if backend == "auto":
+            backend = default_backend()
         if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
+            raise ValueError(f"backend must be 'auto' or one of {BACKENDS}, not {backend!r}")
         self.folder = Path(folder)
         self.meta = read_model_json(self.folder)
         self.size = int(self.meta["input"]["size"])
@@ -159,6 +172,10 @@ class LandmarkModel:
             self.net.blobs["data"].reshape(n, 1, self.size, self.size)
             self.net.reshape()
         self._batch = n
+
+    def __repr__(self) -> str:
+        return (f"LandmarkModel({str(self.folder)!r}, backend={self.backend!r}, "
+                f"scheme={self.scheme.name!r}, crop_scale={self.crop_scale:g}, flip={self.flip})")
 
     def crops(self, grey: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         """The input crops (F x 1 x S x S) and their source->crop matrices: the training
