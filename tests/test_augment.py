@@ -54,25 +54,45 @@ def find_dots(img: np.ndarray) -> np.ndarray:
     return centroids[1:]
 
 
+LEVELS = (110, 145, 180, 215, 250)   # one grey level per point: dots know who they are
+
+
+def identified_dots(img: np.ndarray) -> np.ndarray:
+    """The centroid of the dot of each grey level (point i drawn at LEVELS[i])."""
+    found = []
+    for level in LEVELS:
+        mask = (np.abs(img.astype(int) - level) <= 12).astype(np.uint8)
+        n, _, stats, centroids = cv2.connectedComponentsWithStats(mask)
+        big = [i for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= 8]
+        assert len(big) == 1, f"level {level}: {len(big)} dots"
+        found.append(centroids[big[0]])
+    return np.array(found)
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.integers(0, 2 ** 31), st.booleans())
 def test_image_and_points_agree_after_augmentation(seed, mirror):
-    """Dots drawn at the landmarks of a synthetic image are found again at the
-    transformed landmarks (mirroring reorders points, so compare as sets)."""
+    """Dots of distinct grey levels drawn at the landmarks are found again at the
+    transformed landmarks, point by point: after a mirror, the point labelled left eye is
+    the dot that was the right eye (a swap missing from the labels fails here)."""
     rng = np.random.default_rng(seed)
     pts = rng.uniform(70, 130, size=(5, 2))
     while np.min([np.linalg.norm(a - b) for i, a in enumerate(pts) for b in pts[i + 1:]]) < 25:
         pts = rng.uniform(70, 130, size=(5, 2))
-    image = dots_image(pts)
+    image = np.zeros((200, 200), np.uint8)
+    for (x, y), level in zip(pts, LEVELS):
+        cv2.circle(image, (int(round(x)), int(round(y))), 3, level, -1)
     cfg = AugmentConfig(mirror_p=1.0 if mirror else 0.0, jpeg_p=0.0, max_brightness=0,
-                        max_contrast=0, min_scale=1.0, max_scale=1.2)
+                        max_contrast=0, min_scale=1.0, max_scale=1.2, max_angle=30)
     out, targets, _, _ = augment(image, pts, None, np.array([100.0, 100.0]), 120.0, 120,
                                  FIVE_POINT, rng, cfg)
-    found = find_dots(out)
-    expected = targets * 120 - 0.5
-    assert len(found) == 5
-    for p in expected:
-        assert np.min(np.linalg.norm(found - p, axis=1)) < 1.0, (p, found)
+    dots = identified_dots(out)          # dots[j]: where original point j went
+    expected = targets * 120 - 0.5       # expected[i]: where label i says its point is
+    owner = FIVE_POINT.flip_permutation() if mirror else list(range(5))
+    for i in range(5):
+        assert np.linalg.norm(dots[owner[i]] - expected[i]) < 1.0, (i, dots, expected)
+    if mirror:   # the labels did swap: label 0 (left eye) is original point 1's dot
+        assert owner[0] == 1 and owner[3] == 4
 
 
 def test_plain_crop_of_the_box_maps_box_corners_to_crop_edges():

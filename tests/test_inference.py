@@ -86,8 +86,20 @@ def test_evaluation_on_synthetic_faces(model_dir, dataset):
     samples, _, _ = load_samples("mtfl", dataset)
     model = LandmarkModel(model_dir)
     from tcdcn.evaluation import find_boxes
-    given = evaluate(model, samples, "landmarks", boxes=find_boxes(model, samples, "landmarks"))
+    # boxes given from outside are the boxes used: shifting them moves the error
+    boxes = find_boxes(model, samples, "landmarks")
+    given = evaluate(model, samples, "landmarks", boxes=boxes)
     assert given["nme_mean"] == evaluate(model, samples, "landmarks")["nme_mean"]
+    shifted = [b + np.array([15.0, 15.0, 15.0, 15.0]) for b in boxes]
+    assert evaluate(model, samples, "landmarks", boxes=shifted)["nme_mean"] != given["nme_mean"]
+    # the same number computed by hand from predict(): mean point error / eye distance
+    import cv2
+    nmes = []
+    for s_, b in zip(samples, boxes):
+        face = model.predict(cv2.imread(str(s_.image), cv2.IMREAD_GRAYSCALE), b[None])[0]
+        iod = np.linalg.norm(s_.landmarks[0] - s_.landmarks[1])
+        nmes.append(np.linalg.norm(face.landmarks - s_.landmarks, axis=1).mean() / iod)
+    assert given["nme_mean"] == pytest.approx(100 * np.mean(nmes), rel=1e-6)
     refined = evaluate(model, samples, "list", refine=1)
     assert refined["refine"] == 1 and refined["misses"] == 0
     for mode in ("list", "landmarks", "detector"):

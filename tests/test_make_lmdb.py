@@ -104,9 +104,43 @@ def test_augmented_landmarks_stay_in_the_crop(dataset, tmp_path):
     margin = manifest["augmentation"]["keep_margin"]
     pts = np.array([labels[:10] for _, labels, _ in records(out / "train_lmdb")])
     assert pts.min() >= -margin and pts.max() <= 1 + margin
-    # mirroring happened, and swapped the pose labels with it
-    poses = np.array([labels[13] for _, labels, _ in records(out / "train_lmdb")])
-    assert set(poses.astype(int)) == {0, 1, 2, 3, 4}
+
+
+def test_mirrored_records_swap_points_and_poses(dataset, tmp_path):
+    """Every face once, always mirrored: the labels' left eye and left mouth corner are
+    still the leftmost of their pairs in the crop (the swap happened), and the pose counts
+    swap left <-> right profile and left <-> right."""
+    from tcdcn.schemes import POSE_FLIP
+    out = tmp_path / "out"
+    manifest = build(config(dataset, out, samples=18, val_fraction=0.25,
+                            augment=replace(NO_AUGMENT, mirror_p=1.0)))
+    n = manifest["counts"]["train_faces"]
+    assert n == 18
+    recs = records(out / "train_lmdb")
+    for image, labels, _ in recs:
+        pts = labels[:10].reshape(5, 2)
+        assert pts[0, 0] < pts[1, 0] and pts[3, 0] < pts[4, 0], pts
+        dots = find_dots(image[0])    # the pixels agree with the points, point by point
+        for x, y in pts * 40 - 0.5:
+            assert np.min(np.hypot(dots[:, 0] - x, dots[:, 1] - y)) < 1.0
+    # each record is one training face mirrored: find it by its points, check its pose
+    from tcdcn.lmdb_build import load_samples, plain_crop, prepare, split_by_group
+    from tcdcn.schemes import FIVE_POINT
+    samples, _, _ = load_samples("mtfl", dataset)
+    train, _ = split_by_group(samples, 0.25, 3)
+    expected = []
+    for face in train:
+        t = plain_crop(prepare(face, 40, 1), 40)[1].copy()
+        t[:, 0] = 1.0 - t[:, 0]
+        expected.append((t[FIVE_POINT.flip_permutation()], int(face.attributes[3])))
+    changed = 0
+    for _, labels, _ in recs:
+        pts = labels[:10].reshape(5, 2)
+        pose = min(expected, key=lambda e: np.abs(e[0] - pts).max())
+        assert np.abs(pose[0] - pts).max() < 1e-4
+        assert int(labels[13]) == POSE_FLIP[pose[1]]
+        changed += POSE_FLIP[pose[1]] != pose[1]
+    assert changed > 0, "the fixture must have non-frontal faces"
 
 
 # -- bad input ------------------------------------------------------------------------------
