@@ -131,6 +131,8 @@ def main(argv=None) -> int:
                      "train_faces": manifest["counts"]["train_faces"],
                      "val_faces": manifest["counts"]["val_faces"],
                      "stages": stages, "iterations_to_best": iters,
+                     "caps": state.get("caps", {}),
+                     "invocations": state.get("invocations", []),
                      "samples_seen_to_best": iters * 256},
         "commit": git_commit(),
         "training_commit": state.get("commit", "not recorded (run started before train.py kept it)"),

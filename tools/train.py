@@ -335,6 +335,8 @@ def main(argv=None) -> int:
     if not state["invocations"] or state["invocations"][-1] != command:
         state["invocations"].append(command)
     state["train_command"] = command
+    state["caps"] = {**dict(zip(STAGE_ORDER, args.max_iter)),
+                     **({"heads": args.refit_heads} if args.refit_heads else {})}
     caffe_tool = build_info().caffe_tool
     for stage in stages_for(args):
         if state["stages"].get(stage, {}).get("done"):
