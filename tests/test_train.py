@@ -61,17 +61,22 @@ def test_three_stages_and_their_outputs(tiny_lmdb, tmp_path, python_exe):
         assert cmd.split()[1:3] == ["train", "-solver"]
 
 
+def start_until_snapshot(args, runs, **popen) -> subprocess.Popen:
+    """Start train.py and return once stage 1 has snapshotted iteration 20."""
+    proc = subprocess.Popen([str(a) for a in args], stdout=subprocess.DEVNULL, **popen)
+    deadline = time.time() + 120
+    while not list((runs / "multitask").glob("multitask_iter_20.solverstate")):
+        assert time.time() < deadline and proc.poll() is None, "no snapshot appeared"
+        time.sleep(0.2)
+    return proc
+
+
 def test_rerun_after_kill_continues_from_last_snapshot(tiny_lmdb, tmp_path, python_exe):
     runs = tmp_path / "run"
     args = [python_exe, REPO / "tools" / "train.py", "--lmdb", tiny_lmdb, "--run", runs,
             "--max-iter", "400", "20", "20", "--test-interval", "10", "--batch", "16",
             "--patience", "100", "--threads", "1"]
-    proc = subprocess.Popen([str(a) for a in args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 120
-    while not list((runs / "multitask").glob("multitask_iter_20.solverstate")):
-        assert time.time() < deadline and proc.poll() is None, "no snapshot appeared"
-        time.sleep(0.2)
+    proc = start_until_snapshot(args, runs, stderr=subprocess.DEVNULL, start_new_session=True)
     os.killpg(proc.pid, signal.SIGKILL)   # the whole group: train.py and caffe
     proc.wait()
     args[args.index("400")] = "40"
@@ -143,12 +148,7 @@ def test_sigterm_snapshots_and_the_stage_is_not_taken_as_done(tiny_lmdb, tmp_pat
     args = [python_exe, REPO / "tools" / "train.py", "--lmdb", tiny_lmdb, "--run", runs,
             "--max-iter", "100000", "20", "20", "--test-interval", "10", "--batch", "16",
             "--patience", "100000", "--threads", "1"]
-    proc = subprocess.Popen([str(a) for a in args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while not list((runs / "multitask").glob("multitask_iter_20.solverstate")):
-        assert time.time() < deadline and proc.poll() is None, "no snapshot appeared"
-        time.sleep(0.2)
+    proc = start_until_snapshot(args, runs, stderr=subprocess.PIPE, text=True)
     proc.send_signal(signal.SIGTERM)          # train.py only: it must stop caffe itself
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]

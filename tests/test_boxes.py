@@ -1,0 +1,51 @@
+"""The landmark-derived box rule: refitting it on the shared MTFL data reproduces the
+constants in boxes.py, and derived boxes land where the training boxes are."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tcdcn.boxes import MTFL_BOX_RULE, BoxRule, box_from_landmarks, fit_box_rule, five_points
+
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
+@pytest.mark.skipif(not (SHARED / "MTFL").is_dir(), reason="shared data not present")
+def test_refit_on_mtfl_reproduces_the_constants():
+    from tcdcn.datasets import attach_boxes, read_facepoint, read_mtfl
+    faces = read_mtfl(SHARED / "MTFL" / "training.txt", SHARED / "MTFL", check_images=False)
+    boxed = read_facepoint(SHARED / "CNN_FacePoint" / "trainImageList.txt", SHARED / "MTFL",
+                           check_images=False)
+    assert attach_boxes(faces, boxed) == 10000
+    rule = fit_box_rule([f.landmarks for f in faces], [f.box for f in faces])
+    assert rule.n_faces == MTFL_BOX_RULE.n_faces
+    for name in ("dx", "dy", "k"):
+        assert getattr(rule, name) == pytest.approx(getattr(MTFL_BOX_RULE, name), abs=1e-4), name
+    # derived boxes agree with the real ones: median IoU well above chance
+    ious = []
+    for f in faces[::20]:
+        a, b = box_from_landmarks(f.landmarks), np.asarray(f.box, float)
+        w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+        h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+        inter = w * h
+        ious.append(inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter))
+    assert np.median(ious) > 0.8
+
+
+def test_rule_geometry_on_a_known_face():
+    pts = np.array([[40.0, 40.0], [60.0, 40.0], [50.0, 50.0], [42.0, 60.0], [58.0, 60.0]])
+    m = pts.mean(axis=0)
+    r = np.sqrt(np.mean(np.sum((pts - m) ** 2, axis=1)))
+    box = box_from_landmarks(pts, BoxRule(dx=0.1, dy=-0.2, k=3.0))
+    np.testing.assert_allclose([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2],
+                               m + np.array([0.1, -0.2]) * r)
+    assert box[2] - box[0] == pytest.approx(3.0 * r) and box[3] - box[1] == pytest.approx(3.0 * r)
+    # a 68-point face uses eye centres, nose tip and mouth corners
+    p68 = np.zeros((68, 2))
+    p68[36:42] = [10, 10]
+    p68[42:48] = [30, 10]
+    p68[30] = [20, 20]
+    p68[48], p68[54] = [12, 30], [28, 30]
+    np.testing.assert_allclose(five_points(p68), [[10, 10], [30, 10], [20, 20], [12, 30], [28, 30]])
