@@ -175,3 +175,15 @@ def test_an_incomplete_validation_record_is_not_counted():
     tool.on_test({"iter": 40, "landmark_loss": 0.5}, st, landmark_measure, "landmark",
                  StopRule(), "x", None)
     assert [t["measure"] for t in st["tests"]] == [None, 0.5]
+
+
+def test_a_run_that_never_learns_is_an_error(tiny_lmdb, tmp_path, python_exe):
+    """lr 1000 saturates the tanh head without a NaN: the loss stays far above what the
+    mean shape gives, the stage is an error and no best.caffemodel is written."""
+    runs = tmp_path / "run"
+    out = run([python_exe, REPO / "tools" / "train.py", "--lmdb", tiny_lmdb, "--run", runs,
+               "--max-iter", "1", "300", "10", "--test-interval", "100", "--batch", "16",
+               "--threads", "1", "--lr", "1000", "--landmarks-only"])
+    assert out.returncode != 0
+    assert "did not learn" in out.stderr and "mean shape" in out.stderr, out.stderr[-2000:]
+    assert not (runs / "best.caffemodel").exists()

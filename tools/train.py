@@ -211,6 +211,14 @@ def run_stage(args, stage: str, state: dict, caffe_tool: Path, opts) -> None:
     if not scored:
         raise SystemExit(f"stage {stage} produced no validation results")
     best = min(scored, key=lambda t: t["measure"])
+    if name == "landmark" and state.get("mean_shape_loss") is not None \
+            and scored[-1]["iter"] >= NOT_LEARNING_AFTER \
+            and best["measure"] > NOT_LEARNING * state["mean_shape_loss"]:
+        # (a saturated tanh head: a diverged run whose loss never turned NaN)
+        raise SystemExit(
+            f"error: stage {stage} did not learn: its best validation landmark loss "
+            f"{best['measure']:.5g} (iteration {best['iter']}) is over {NOT_LEARNING} times "
+            f"that of predicting the mean shape ({state['mean_shape_loss']:.5g}); lower --lr")
     weights = stage_dir / f"{stage}_iter_{best['iter']}.caffemodel"
     if not weights.is_file():
         raise SystemExit(f"best snapshot {weights} is missing")
@@ -239,6 +247,24 @@ def on_test(record: dict, st: dict, measure, name: str, rule, stage: str, proc) 
         proc.send_signal(signal.SIGINT)  # caffe snapshots and exits
         return True
     return False
+
+
+# A stage of NOT_LEARNING_AFTER iterations or more whose best validation landmark loss is
+# NOT_LEARNING times that of the mean shape learned nothing (our main run was at 0.7 times
+# it after 400 iterations; runs of a few dozen iterations are not judged).
+NOT_LEARNING = 10
+NOT_LEARNING_AFTER = 300
+
+
+def mean_shape_loss(val_lmdb: Path, n_coords: int) -> float | None:
+    """Caffe's Euclidean loss on the validation set of a model that always predicts the
+    mean shape: a stage whose best loss is worse than this learned nothing."""
+    import numpy as np
+    from tcdcn.lmdb_io import decode_datum, read_lmdb
+    targets = np.array([decode_datum(v)[1][:n_coords] for _, v in read_lmdb(val_lmdb)])
+    if len(targets) == 0:
+        return None
+    return float(0.5 * ((targets - targets.mean(axis=0)) ** 2).sum(axis=1).mean())
 
 
 def save_state(run: Path, state: dict) -> None:
@@ -338,6 +364,9 @@ def main(argv=None) -> int:
     state["caps"] = {**dict(zip(STAGE_ORDER, args.max_iter)),
                      **({"heads": args.refit_heads} if args.refit_heads else {})}
     caffe_tool = build_info().caffe_tool
+    if "mean_shape_loss" not in state:
+        state["mean_shape_loss"] = mean_shape_loss(args.lmdb / "val_lmdb",
+                                                   2 * len(manifest["landmark_names"]))
     for stage in stages_for(args):
         if state["stages"].get(stage, {}).get("done"):
             state["best_weights"] = state["stages"][stage]["best_weights"]
