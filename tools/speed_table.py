@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""The README's speed tables, printed from the JSON of tools/bench_train.py and
+tools/bench_inference.py (so the README can be regenerated, never typed).
+
+  tools/speed_table.py --train benchmarks/bench_train.json \
+      --inference benchmarks/bench_inference.json benchmarks/bench_inference_upstream.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def train_rows(report: dict) -> list[str]:
+    out = ["| configuration (batch 256) | ms / iteration | samples/s | vs before | "
+           "sgemm GFLOP/s (same process) | share of the machine's limit |",
+           "|---|---|---|---|---|---|"]
+    for r in report["results"]:
+        out.append(f"| {r['label']} | {r['ms_per_iter']:.1f} | {r['samples_per_s']:,.0f} | "
+                   f"{r['ratio_to_baseline']:.2f}x | {r['sgemm_gflops']:.0f} | "
+                   f"{100 * r['efficiency']:.1f}% |")
+    return out
+
+
+def layer_rows(report: dict) -> list[str]:
+    results = report["results"]
+    base = results[0]
+    best = max(results, key=lambda r: r["samples_per_s"])
+    out = [f"| layer | before: forward / backward ms | now: forward / backward ms |",
+           "|---|---|---|"]
+    for a, b in zip(base["layers"], best["layers"]):
+        if max(a["forward_ms"], a["backward_ms"]) < 1.0:
+            continue
+        out.append(f"| {a['name']} ({a['type']}) | {a['forward_ms']:.1f} / {a['backward_ms']:.1f} "
+                   f"| {b['forward_ms']:.1f} / {b['backward_ms']:.1f} |")
+    return out
+
+
+def inference_rows(reports: list[dict]) -> list[str]:
+    out = ["| | CPU paths | batch 1 | batch 256 |", "|---|---|---|---|"]
+    for rep in reports:
+        paths = "fast" if rep.get("fast_cpu_paths", True) else "upstream"
+        for backend, label in (("caffe", "our Caffe"), ("opencv", "stock OpenCV dnn (export)")):
+            if backend == "opencv" and paths == "upstream":
+                continue   # OpenCV does not use our Caffe
+            r = rep[backend]
+            out.append(f"| landmarks + attributes, {label} | {paths if backend == 'caffe' else '—'} "
+                       f"| {r['batch1_ms_per_face']:.3f} ms/face | {r['batch256_ms_per_face']:.3f} "
+                       f"ms/face ({r['batch256_faces_per_s']:,.0f} faces/s) |")
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--train", type=Path)
+    p.add_argument("--inference", type=Path, nargs="*", default=[])
+    args = p.parse_args(argv)
+    if args.train:
+        report = json.loads(args.train.read_text())
+        print("\n".join(train_rows(report)) + "\n")
+        print("\n".join(layer_rows(report)) + "\n")
+    if args.inference:
+        print("\n".join(inference_rows([json.loads(f.read_text()) for f in args.inference])))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
