@@ -30,7 +30,7 @@ def test_generator_check_fails_on_a_hand_edit(python_exe, tmp_path):
 def test_deploy_net_shapes_and_outputs(caffe, tmp_path):
     from tcdcn.net import NetOptions, deploy_net
     for opts in (NetOptions(), NetOptions(conv4="convolution", landmark_activation="abs_tanh",
-                                          relu_after_norm=False)):
+                                          relu_after_norm=True)):
         (tmp_path / "d.prototxt").write_text(str(deploy_net(opts, batch=3)))
         net = caffe.Net(str(tmp_path / "d.prototxt"), caffe.TEST)
         net.blobs["data"].data[...] = np.random.default_rng(0).integers(0, 256, (3, 1, 40, 40))

@@ -18,13 +18,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 VARIANTS = {
-    "baseline (multi-task, staged, LC conv4, tanh, ReLU after MVN)": [],
+    "baseline (multi-task, staged, LC conv4, tanh, no ReLU after MVN)": [],
     "landmarks alone": ["--landmarks-only"],
     "unstaged (multi-task throughout)": ["--unstaged"],
     "conv4 = Convolution (tied weights)": ["--conv4", "convolution"],
     "absolute tanh": ["--activation", "abs_tanh"],
     "linear landmark output": ["--activation", "linear"],
-    "no ReLU after MVN": ["--no-relu-after-norm"],
+    "ReLU after MVN (the write-up)": ["--relu-after-norm"],
     "1.5x wider trunk": ["--width", "1.5"],
     "2x wider trunk": ["--width", "2"],
 }
@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--max-iter", type=int, nargs=3, default=(600, 300, 300))
     p.add_argument("--test-interval", type=int, default=150)
-    p.add_argument("--lr", type=float, default=0.03)
+    p.add_argument("--lr", type=float, default=None, help="default: train.py's")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--only", nargs="*", help="variant name prefixes to run")
     p.add_argument("--root", type=Path, help="data root, passed to release_model.py")
@@ -59,7 +59,8 @@ def main(argv=None) -> int:
             budget = [1, budget[0] + budget[1], budget[2]]
         cmd = [py, str(REPO / "tools" / "train.py"), "--lmdb", str(args.lmdb), "--run", str(run),
                "--max-iter", *map(str, budget), "--test-interval", str(args.test_interval),
-               "--lr", str(args.lr), "--seed", str(args.seed), *flags]
+               *(["--lr", str(args.lr)] if args.lr is not None else []),
+               "--seed", str(args.seed), *flags]
         print("$ " + " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         model = run / "model"

@@ -40,7 +40,8 @@ def parse_args(argv):
     p.add_argument("--patience", type=int, default=4)
     p.add_argument("--smooth", type=int, default=3)
     p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--lr", type=float, default=0.003)
+    p.add_argument("--lr", type=float, default=None,
+                   help="base learning rate (default: net.SolverOptions, 0.03)")
     p.add_argument("--lr-policy", choices=("fixed", "poly"), default="fixed",
                    help="the finetune stage's rate: fixed, or poly (linear decay to 0 at its "
                         "cap); the other stages keep --lr fixed")
@@ -51,7 +52,11 @@ def parse_args(argv):
     p.add_argument("--conv4", choices=("locally_connected", "convolution"),
                    default="locally_connected")
     p.add_argument("--activation", choices=("tanh", "abs_tanh", "linear"), default="tanh")
-    p.add_argument("--no-relu-after-norm", action="store_true")
+    relu = p.add_mutually_exclusive_group()
+    relu.add_argument("--relu-after-norm", action="store_true",
+                      help="the write-up's ReLU right after the z-score (off by default)")
+    relu.add_argument("--no-relu-after-norm", action="store_true",
+                      help="no ReLU after the z-score (the default; kept for old commands)")
     p.add_argument("--landmarks-only", action="store_true", help="no auxiliary tasks")
     p.add_argument("--unstaged", action="store_true",
                    help="one multitask stage, stopped on the landmark loss")
@@ -59,13 +64,17 @@ def parse_args(argv):
                    help="threads for caffe (OMP_NUM_THREADS; default: all cores)")
     p.add_argument("--force", action="store_true",
                    help="continue a run folder although its recorded options differ")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.lr is None:
+        from tcdcn.net import SolverOptions
+        args.lr = SolverOptions().base_lr
+    return args
 
 
 # The options that define a run: a rerun in the same folder must give the same ones.
 # The iteration caps (--max-iter, --refit-heads) may change: a run can be extended.
 RUN_OPTIONS = ("test_interval", "patience", "smooth", "batch", "lr", "lr_policy", "width",
-               "seed", "conv4", "activation", "no_relu_after_norm", "landmarks_only",
+               "seed", "conv4", "activation", "relu_after_norm", "landmarks_only",
                "unstaged")
 
 
@@ -344,7 +353,7 @@ def main(argv=None) -> int:
                          "--val-fraction above 0 (validation chooses snapshots and stops stages)")
     opts = NetOptions(scheme=manifest["scheme"], conv4=args.conv4,
                       landmark_activation=args.activation,
-                      relu_after_norm=not args.no_relu_after_norm, width=args.width,
+                      relu_after_norm=args.relu_after_norm, width=args.width,
                       auxiliary=not args.landmarks_only)
     state_path = args.run / "state.json"
     state = json.loads(state_path.read_text()) if state_path.is_file() else {

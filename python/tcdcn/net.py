@@ -1,7 +1,8 @@
 """The TCDCN nets and solvers, built in one place with caffe.NetSpec.
 
 Architecture (ECCV 2014): 40x40x1 -> per-image z-score (MVN, inside the net so training
-and deployment normalise identically) -> ReLU (the write-up's; a switch) -> conv1 5x5x20 ->
+and deployment normalise identically) -> [ReLU: the write-up's, off by default: it zeroes
+every below-mean pixel and measured worse on validation] -> conv1 5x5x20 ->
 ReLU -> max-pool 2 -> conv2 3x3x48 -> ReLU -> pool -> conv3 3x3x64 -> ReLU -> pool ->
 conv4 2x2x80 (LocallyConnected by default; Convolution as a switch) -> ReLU -> fc5 256 ->
 ReLU -> heads: landmarks (2K, then tanh / absolute tanh / linear) and one softmax head per
@@ -29,7 +30,7 @@ class NetOptions:
     scheme: str = "5pt"
     conv4: str = "locally_connected"       # or "convolution"
     landmark_activation: str = "tanh"      # or "abs_tanh", "linear"
-    relu_after_norm: bool = True
+    relu_after_norm: bool = False          # the write-up's ReLU after MVN: worse here
     auxiliary: bool = True                 # False: landmarks only (an ablation)
     width: float = 1.0                     # channel multiplier of every trunk layer
 
@@ -43,7 +44,7 @@ class NetOptions:
 @dataclass(frozen=True)
 class SolverOptions:
     batch: int = 256
-    base_lr: float = 0.003
+    base_lr: float = 0.03                  # chosen on validation (README)
     momentum: float = 0.9
     weight_decay: float = 0.0005
     test_interval: int = 500
