@@ -55,6 +55,11 @@ def test_fresh_environment_finds_the_faces_like_the_caffe_backend(wheel, tmp_pat
               env=env)
     assert res.returncode == 0, res.stderr[-3000:]
     assert run([py, "-c", "import caffe"], env=env).returncode != 0, "pycaffe leaked in"
+    listed = run([py, "-m", "pip", "list", "--format=freeze"], env=env).stdout.lower()
+    extra = {l.split("==")[0] for l in listed.split()} - {"tcdcn", "numpy",
+                                                          "opencv-python-headless", "pip",
+                                                          "setuptools"}
+    assert not extra, f"runtime dependencies beyond numpy and OpenCV: {extra}"
     out = tmp_path / "out"
     res = run([venv / "bin" / "tcdcn-detect", photo, "--out", out], env=env, cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]

@@ -67,6 +67,7 @@ def preview(out: Path, k: int, size: int) -> Path:
     """A contact sheet of the first k training records with their landmarks and labels."""
     import cv2
     import numpy as np
+    from tcdcn.augment import denormalise
     from tcdcn.lmdb_io import decode_datum, read_lmdb
     from tcdcn.schemes import TASKS
     scale, tiles = 4, []
@@ -80,7 +81,8 @@ def preview(out: Path, k: int, size: int) -> Path:
             tile = cv2.cvtColor(tile, cv2.COLOR_GRAY2BGR)
         manifest = json.loads((out / "manifest.json").read_text())
         n_points = manifest["label_layout"]["landmarks"][1] // 2
-        points = (labels[:2 * n_points].reshape(-1, 2) * size - 0.5 + 0.5) * scale
+        # pixel centres scale as (u + 0.5) * scale - 0.5 under the nearest-neighbour zoom
+        points = (denormalise(labels[:2 * n_points].reshape(-1, 2), size) + 0.5) * scale - 0.5
         for j, (x, y) in enumerate(points):
             colour = (0, 0, 255) if j % 2 == 0 else (0, 255, 0)
             cv2.circle(tile, (int(x), int(y)), 2, colour, -1)

@@ -70,7 +70,7 @@ def main(argv=None) -> int:
     from tcdcn.evaluation import evaluate, find_boxes, format_table, plot_ced
     from tcdcn.inference import LandmarkModel
     from tcdcn.lmdb_build import load_samples, split_by_group
-    from tcdcn.net import NetOptions, deploy_net
+    from tcdcn.net import INPUT_SIZE, NetOptions, deploy_net
     from tcdcn.schemes import SCHEMES, TASKS
 
     state = json.loads((args.run / "state.json").read_text())
@@ -108,11 +108,12 @@ def main(argv=None) -> int:
                                         "seconds") if kk in v}
               for k, v in state["stages"].items()}
     iters = sum(v.get("best_iter", 0) for v in state["stages"].values())
+    batch = int(state.get("options", {}).get("batch", 256))   # runs before options: 256
     meta = {
         "name": f"tcdcn_{opts.scheme}",
         "description": "TCDCN multi-task facial landmark + attribute model (ECCV 2014 layout)",
         "files": {"deploy": "deploy.prototxt", "weights": weights_name},
-        "input": {"size": 40, "channels": 1, "colour": "grey (BGR converted with OpenCV)",
+        "input": {"size": INPUT_SIZE, "channels": 1, "colour": "grey (BGR converted with OpenCV)",
                   "pixel_range": "0..255, no scaling outside the net",
                   "normalisation": "per-image z-score inside the net (MVN layer)",
                   "crop": "square about the face box centre, side = box side (training box "
@@ -133,7 +134,7 @@ def main(argv=None) -> int:
                      "stages": stages, "iterations_to_best": iters,
                      "caps": state.get("caps", {}),
                      "invocations": state.get("invocations", []),
-                     "samples_seen_to_best": iters * 256},
+                     "samples_seen_to_best": iters * batch},
         "commit": git_commit(),
         "training_commit": state.get("commit", "not recorded (run started before train.py kept it)"),
         "licence": "Trained on MTFL (research use only; no commercial use or redistribution "

@@ -23,7 +23,9 @@ import sys
 import time
 from pathlib import Path
 
-STAGE_ORDER = ("multitask", "landmarks", "finetune")   # + "heads" with --refit-heads
+from tcdcn.net import STAGES   # multitask, landmarks, finetune, heads
+
+STAGE_ORDER = STAGES[:3]      # + "heads" with --refit-heads
 
 
 def parse_args(argv):
@@ -117,7 +119,7 @@ def write_stage_files(args, stage: str, stage_dir: Path, n_val: int, opts) -> Pa
     (stage_dir / "train_val.prototxt").write_text(str(net))
     cap = {**dict(zip(STAGE_ORDER, args.max_iter)), "heads": args.refit_heads}[stage]
     s = solver(str(stage_dir / "train_val.prototxt"), stage, str(stage_dir / stage),
-               test_iter=max(1, n_val // val_batch),
+               test_iter=max(1, -(-n_val // val_batch)),   # every validation face
                opts=SolverOptions(batch=args.batch, base_lr=args.lr, max_iter=cap,
                                   lr_policy=args.lr_policy if stage == "finetune" else "fixed",
                                   test_interval=args.test_interval, seed=args.seed))

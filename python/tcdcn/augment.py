@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
-from tcdcn.schemes import POSE_FLIP, LandmarkScheme
+from tcdcn.schemes import POSE_FLIP, POSE_INDEX, LandmarkScheme
 
 CROP_MARGIN = 0.0  # extra border around the box, as a fraction of its side, on each side
 CANONICAL_BOX = 1.5      # box side in the canonical region, in output crop sizes
@@ -121,7 +121,7 @@ def mirror_labels(points: np.ndarray, attributes: np.ndarray | None,
     points = points[scheme.flip_permutation()]
     if attributes is not None:
         attributes = attributes.copy()
-        attributes[3] = POSE_FLIP[int(attributes[3])]
+        attributes[POSE_INDEX] = POSE_FLIP[int(attributes[POSE_INDEX])]
     return points, attributes
 
 

@@ -57,6 +57,31 @@ def expand(inputs: list[Path], ignored: list[str] | None = None) -> list[Path]:
     return files
 
 
+def progress_bar():
+    """tqdm where it is installed (the training extra has it), else a quiet stand-in: the
+    package's runtime dependencies are numpy and OpenCV only."""
+    try:
+        from tqdm import tqdm
+        return tqdm
+    except ImportError:
+        class Quiet:
+            def __init__(self, *args, **kwargs):
+                pass
+
+            def update(self, n=1):
+                pass
+
+            def close(self):
+                pass
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                return False
+        return Quiet
+
+
 def common_root(files: list[Path]) -> Path:
     """The deepest folder holding every input (annotated copies keep paths below it)."""
     import os.path
@@ -128,7 +153,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("GLOG_minloglevel", "2")
     import cv2
-    from tqdm import tqdm
+    tqdm = progress_bar()
     from tcdcn.api import DEFAULT_MODEL, Detector, draw, load_image
     from tcdcn.smoothing import LandmarkSmoother
 

@@ -63,7 +63,3 @@ def attribute_report(pred: np.ndarray, gt: np.ndarray, classes: tuple[str, ...])
         "classes": list(classes),
         "confusion": confusion.tolist(),
     }
-
-
-def ibug68_interpupil(pred, gt, scheme):
-    return landmark_report(pred, gt, scheme, groups=IBUG68_PUPILS)

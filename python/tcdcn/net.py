@@ -17,7 +17,7 @@ decay; layer names stay the same, so `-weights` carries a stage's snapshot into 
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 from tcdcn.schemes import LANDMARK_LOSS_WEIGHT, SCHEMES, TASKS, label_dim
 
@@ -204,7 +204,3 @@ def solver(net_path: str, stage: str, snapshot_prefix: str, test_iter: int,
     s.solver_mode = caffe_pb2.SolverParameter.CPU
     s.random_seed = opts.seed
     return s
-
-
-def variant(opts: NetOptions, **changes) -> NetOptions:
-    return replace(opts, **changes)

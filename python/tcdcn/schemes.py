@@ -75,7 +75,7 @@ TASKS = (
     Task("glasses", ("glasses", "no_glasses"), 0.1),
     Task("pose", ("left_profile", "left", "frontal", "right", "right_profile"), 0.3),
 )
-TASK_BY_NAME = {t.name: t for t in TASKS}
+POSE_INDEX = [t.name for t in TASKS].index("pose")   # its place in the attribute vector
 # Mirroring a face swaps its pose: left profile <-> right profile, left <-> right.
 POSE_FLIP = (4, 3, 2, 1, 0)
 
