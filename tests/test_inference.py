@@ -160,8 +160,10 @@ def test_opencv_export_matches_caffe(model_dir, tmp_path):
     cv_model = LandmarkModel(folder, backend="opencv", batch=2)
     crops, _ = caffe_model.crops(image, boxes)
     raw_a, raw_b = caffe_model.forward(crops), cv_model.forward(crops)
-    for k in raw_a:   # crop units / probabilities; the two MVN implementations round apart
-        np.testing.assert_allclose(raw_a[k], raw_b[k], atol=1e-4)
+    # crop units / probabilities; the two MVN implementations round apart, and this net's
+    # random weights amplify that (the trained model agrees to 5e-6: export_opencv.py)
+    for k in raw_a:
+        np.testing.assert_allclose(raw_a[k], raw_b[k], atol=3e-4)
     a, b = caffe_model.predict(image, boxes), cv_model.predict(image, boxes)
     for fa, fb in zip(a, b):
         np.testing.assert_allclose(fa.landmarks, fb.landmarks, atol=1e-2)   # pixels

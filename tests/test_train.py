@@ -126,7 +126,7 @@ def test_rerun_with_other_options_is_refused(tiny_lmdb, tmp_path, python_exe):
     before = (runs / "state.json").read_text()
     out = run(first + ["--lr", "0.5"])
     assert out.returncode != 0
-    assert "--lr: run has 0.003, now 0.5" in out.stderr, out.stderr[-2000:]
+    assert "--lr: run has 0.03, now 0.5" in out.stderr, out.stderr[-2000:]
     assert (runs / "state.json").read_text() == before, "the refused rerun changed the run"
 
 

@@ -31,8 +31,9 @@ def parse_args(argv):
     p.add_argument("--mtcnn", type=Path, help="folder with the MTCNN det1-3 models")
     p.add_argument("--detect-pad", type=float, default=0.25,
                    help="border added before detection, as a fraction of the longer side")
-    p.add_argument("--refine", type=int, default=0,
-                   help="re-centre the crop on the predicted points and predict again, N times")
+    p.add_argument("--refine", type=int, default=None,
+                   help="re-centre the crop on the predicted points and predict again, N times "
+                        "(default: model.json's refine, chosen on validation)")
     p.add_argument("--flip", choices=("model", "on", "off"), default="model",
                    help="test-time flip averaging: as model.json says (default), on or off")
     p.add_argument("--crop-scale", type=float,
@@ -59,6 +60,8 @@ def main(argv=None) -> int:
             model.flip = args.flip == "on"
         if args.crop_scale is not None:
             model.crop_scale = args.crop_scale
+        if args.refine is None:
+            args.refine = int(model.meta.get("refine", 0))
         report = evaluate(model, samples, args.boxes, args.detector, args.mtcnn, args.refine,
                           args.detect_pad)
     except (DataError, FileNotFoundError, ValueError) as err:

@@ -73,7 +73,7 @@ def main(argv=None) -> int:
         print("\nPer landmark on AFLW (landmark-derived boxes): " + ", ".join(
             f"{k.replace('_', ' ')} {v:.2f}" for k, v in aflw["per_landmark"].items()) + " (% NME).")
         print("Confusion matrices on AFLW (rows: truth, columns: prediction): " + "; ".join(
-            f"{t} {aflw['attributes'][t]['confusion']}" for t in TASKS if t in aflw["attributes"]))
+            f"{t} {aflw['attributes'][t]['confusion']}" for t in TASKS if t in aflw["attributes"]) + ".")
     log_path = args.model / "training_log.json"
     if log_path.is_file():
         caps = meta["training"].get("caps", {})

@@ -39,16 +39,19 @@ def layer_rows(report: dict) -> list[str]:
 
 
 def inference_rows(reports: list[dict]) -> list[str]:
-    out = ["| | CPU paths | batch 1 | batch 256 |", "|---|---|---|---|"]
+    out = ["| one core | CPU paths | batch 1 | batch 256 | batch 256, flip averaging (2 passes) |",
+           "|---|---|---|---|---|"]
     for rep in reports:
         paths = "fast" if rep.get("fast_cpu_paths", True) else "upstream"
         for backend, label in (("caffe", "our Caffe"), ("opencv", "stock OpenCV dnn (export)")):
             if backend == "opencv" and paths == "upstream":
                 continue   # OpenCV does not use our Caffe
             r = rep[backend]
-            out.append(f"| landmarks + attributes, {label} | {paths if backend == 'caffe' else '—'} "
+            flip = r.get("batch256_flip_ms_per_face")
+            out.append(f"| {label} | {paths if backend == 'caffe' else '—'} "
                        f"| {r['batch1_ms_per_face']:.3f} ms/face | {r['batch256_ms_per_face']:.3f} "
-                       f"ms/face ({r['batch256_faces_per_s']:,.0f} faces/s) |")
+                       f"ms/face ({r['batch256_faces_per_s']:,.0f} faces/s) | "
+                       + (f"{flip:.3f} ms/face |" if flip else "— |"))
     return out
 
 
