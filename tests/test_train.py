@@ -61,6 +61,13 @@ def test_three_stages_and_their_outputs(tiny_lmdb, tmp_path, python_exe):
         assert cmd.split()[1:3] == ["train", "-solver"]
 
 
+def long_run_args(python_exe, lmdb, runs, cap: str) -> list:
+    """A stage-1 run long enough to be interrupted (snapshot every 10 iterations)."""
+    return [python_exe, REPO / "tools" / "train.py", "--lmdb", lmdb, "--run", runs,
+            "--max-iter", cap, "20", "20", "--test-interval", "10", "--batch", "16",
+            "--patience", "100000", "--threads", "1"]
+
+
 def start_until_snapshot(args, runs, **popen) -> subprocess.Popen:
     """Start train.py and return once stage 1 has snapshotted iteration 20."""
     proc = subprocess.Popen([str(a) for a in args], stdout=subprocess.DEVNULL, **popen)
@@ -73,9 +80,7 @@ def start_until_snapshot(args, runs, **popen) -> subprocess.Popen:
 
 def test_rerun_after_kill_continues_from_last_snapshot(tiny_lmdb, tmp_path, python_exe):
     runs = tmp_path / "run"
-    args = [python_exe, REPO / "tools" / "train.py", "--lmdb", tiny_lmdb, "--run", runs,
-            "--max-iter", "400", "20", "20", "--test-interval", "10", "--batch", "16",
-            "--patience", "100", "--threads", "1"]
+    args = long_run_args(python_exe, tiny_lmdb, runs, "400")
     proc = start_until_snapshot(args, runs, stderr=subprocess.DEVNULL, start_new_session=True)
     os.killpg(proc.pid, signal.SIGKILL)   # the whole group: train.py and caffe
     proc.wait()
@@ -145,9 +150,7 @@ def test_diverging_run_stops_loudly_and_keeps_no_bad_snapshot(tiny_lmdb, tmp_pat
 
 def test_sigterm_snapshots_and_the_stage_is_not_taken_as_done(tiny_lmdb, tmp_path, python_exe):
     runs = tmp_path / "run"
-    args = [python_exe, REPO / "tools" / "train.py", "--lmdb", tiny_lmdb, "--run", runs,
-            "--max-iter", "100000", "20", "20", "--test-interval", "10", "--batch", "16",
-            "--patience", "100000", "--threads", "1"]
+    args = long_run_args(python_exe, tiny_lmdb, runs, "100000")
     proc = start_until_snapshot(args, runs, stderr=subprocess.PIPE, text=True)
     proc.send_signal(signal.SIGTERM)          # train.py only: it must stop caffe itself
     _, err = proc.communicate(timeout=60)

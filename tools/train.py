@@ -92,13 +92,18 @@ def check_same_run(state: dict, args) -> None:
     if recorded is None or args.force:
         return
     now = run_options(args)
-    # options added after the run began count as their defaults
+    # options the run did not record (added to train.py later) are not compared
     differ = [k for k in now if k in recorded and recorded[k] != now[k]]
     if differ:
         lines = "; ".join(f"--{k.replace('_', '-')}: run has {recorded[k]!r}, now {now[k]!r}"
                           for k in differ)
         raise SystemExit(f"error: {args.run} was started with other options ({lines}). Use "
                          "another --run folder, or --force to continue it anyway.")
+
+
+def stage_caps(args) -> dict[str, int]:
+    """Each stage's iteration cap."""
+    return {**dict(zip(STAGE_ORDER, args.max_iter)), "heads": args.refit_heads}
 
 
 def stages_for(args) -> list[str]:
@@ -117,7 +122,7 @@ def write_stage_files(args, stage: str, stage_dir: Path, n_val: int, opts) -> Pa
     net = train_net(str((args.lmdb / "train_lmdb").resolve()), str((args.lmdb / "val_lmdb").resolve()),
                     net_stage, opts, batch=args.batch, val_batch=val_batch)
     (stage_dir / "train_val.prototxt").write_text(str(net))
-    cap = {**dict(zip(STAGE_ORDER, args.max_iter)), "heads": args.refit_heads}[stage]
+    cap = stage_caps(args)[stage]
     s = solver(str(stage_dir / "train_val.prototxt"), stage, str(stage_dir / stage),
                test_iter=max(1, -(-n_val // val_batch)),   # every validation face
                opts=SolverOptions(batch=args.batch, base_lr=args.lr, max_iter=cap,
@@ -210,7 +215,7 @@ def run_stage(args, stage: str, state: dict, caffe_tool: Path, opts) -> None:
         rc = proc.wait()
     if rc != 0 and not stopped_by_rule:
         raise SystemExit(f"caffe train failed ({rc}); see {stage_dir / 'caffe.log'}")
-    cap = {**dict(zip(STAGE_ORDER, args.max_iter)), "heads": args.refit_heads}[stage]
+    cap = stage_caps(args)[stage]
     last = latest_solverstate(stage_dir, stage)
     reached = int(last.stem.rsplit("_", 1)[1]) if last else 0
     if not stopped_by_rule and reached < cap:
@@ -372,8 +377,7 @@ def main(argv=None) -> int:
     if not state["invocations"] or state["invocations"][-1] != command:
         state["invocations"].append(command)
     state["train_command"] = command
-    state["caps"] = {**dict(zip(STAGE_ORDER, args.max_iter)),
-                     **({"heads": args.refit_heads} if args.refit_heads else {})}
+    state["caps"] = {k: v for k, v in stage_caps(args).items() if k in stages_for(args)}
     caffe_tool = build_info().caffe_tool
     if "mean_shape_loss" not in state:
         state["mean_shape_loss"] = mean_shape_loss(args.lmdb / "val_lmdb",

@@ -38,7 +38,7 @@ def image_size(path: Path) -> tuple[int, int] | None:
         return None
 
 
-def truncation(path: Path, data: bytes) -> str | None:
+def truncation(data: bytes) -> str | None:
     """Why a JPEG or PNG file is cut short (None if it is whole): libjpeg decodes a
     truncated JPEG as partly flat grey, with only a warning."""
     if data[:2] == b"\xff\xd8":
@@ -60,7 +60,7 @@ def decode_file(path: str | Path) -> np.ndarray:
     data = path.read_bytes()
     if not data:
         raise ValueError(f"{path}: empty file")
-    why = truncation(path, data)
+    why = truncation(data)
     if why:
         raise ValueError(f"{path}: {why}")
     size = image_size(path)

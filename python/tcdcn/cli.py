@@ -5,9 +5,9 @@
 
 Writes one JSON line per image or video frame to OUT/faces.jsonl (path, frame, faces with
 box, score, landmarks and attributes); with --annotate also annotated images and videos
-under OUT/annotated/ (the inputs' paths below their common folder, plus .png or .mp4). --boxes FILE supplies boxes instead of the detector (lines:
-`image left top right bottom`). Bad files are reported and skipped; the exit code is 1 if
-any failed.
+under OUT/annotated/ (the inputs' paths below their common folder, plus .png or .mp4).
+--boxes FILE supplies boxes instead of the detector (lines: `image left top right bottom`).
+Bad files are reported and skipped; the exit code is 1 if any failed.
 """
 from __future__ import annotations
 

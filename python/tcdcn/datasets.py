@@ -74,8 +74,6 @@ def _floats(fields: list[str], where: str) -> np.ndarray:
         values = np.array([float(v) for v in fields], dtype=np.float64)
     except ValueError as err:
         raise DataError(f"{where}: not a number ({err})") from None
-    if not np.isfinite(values).all():
-        raise DataError(f"{where}: non-finite value in {' '.join(fields)!r}")
     if not np.all(np.isfinite(values)):
         raise DataError(f"{where}: non-finite coordinate")
     return values

@@ -109,17 +109,15 @@ def load_caffe_net(deploy: Path, weights: Path):
             raise ValueError(f"{weights}: has no weights for layer {name!r} of {deploy}")
         want = [tuple(p.data.shape) for p in params]
         have = [tuple(int(d) for d in shape) for shape in stored[name]]
-        if len(have) != len(want) or any(int(np_prod(h)) != int(np_prod(w)) or
-                                         (len(h) == len(w) and h != w)
+        # legacy 4-D blobs (1, 1, out, in) hold the same weights as (out, in): compare sizes,
+        # and shapes where the ranks agree
+        if len(have) != len(want) or any(np.prod(h) != np.prod(w) or (len(h) == len(w) and h != w)
                                          for h, w in zip(have, want)):
             raise ValueError(f"{weights}: layer {name!r} has weights of shapes {have}, "
                              f"{deploy} needs {want}")
     net.copy_from(str(weights))
     return net
 
-
-def np_prod(shape) -> int:
-    return int(np.prod(shape)) if len(shape) else 0
 
 
 class LandmarkModel:

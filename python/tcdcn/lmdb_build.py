@@ -27,7 +27,7 @@ from tcdcn.boxes import MTFL_BOX_RULE, BoxRule, box_from_landmarks
 from tcdcn.datasets import DataError, Sample, attach_boxes, read_facepoint, read_mtfl, \
     read_pts_folder
 from tcdcn.lmdb_io import encode_datum
-from tcdcn.schemes import SCHEMES, TASKS, LandmarkScheme
+from tcdcn.schemes import POSE_INDEX, SCHEMES, TASKS, LandmarkScheme
 
 log = logging.getLogger(__name__)
 
@@ -244,8 +244,7 @@ def is_profile(face: Prepared) -> bool:
     """Left or right profile by the pose label (rare in MTFL: 331 of 10,000 faces)."""
     if face.attributes is None:
         return False
-    pose = TASKS[-1]
-    return pose.classes[int(face.attributes[-1])].endswith("profile")
+    return TASKS[POSE_INDEX].classes[int(face.attributes[POSE_INDEX])].endswith("profile")
 
 
 def weighted_faces(faces: list[Prepared], profile_weight: int) -> list[Prepared]:

@@ -66,23 +66,23 @@ def _trunk(n, L, P, data, opts: NetOptions, frozen: bool = False):
     bias = dict(type="constant", value=0)
     extra = dict(param=FROZEN) if frozen else {}
     for i, (num, k) in enumerate(((20, 5), (48, 3), (64, 3)), start=1):
-        conv = L.Convolution(top, num_output=opts.channels(num), kernel_size=k, weight_filler=filler,
-                             bias_filler=bias, **extra)
+        conv = L.Convolution(top, num_output=opts.channels(num), kernel_size=k,
+                             weight_filler=filler, bias_filler=bias, **extra)
         setattr(n, f"conv{i}", conv)
         setattr(n, f"relu{i}", L.ReLU(conv, in_place=True))
         top = L.Pooling(getattr(n, f"relu{i}"), pool=P.Pooling.MAX, kernel_size=2, stride=2)
         setattr(n, f"pool{i}", top)
     if opts.conv4 == "locally_connected":
-        n.conv4 = L.LocallyConnected(top, num_output=opts.channels(80), kernel_size=2, weight_filler=filler,
-                                     bias_filler=bias, **extra)
+        n.conv4 = L.LocallyConnected(top, num_output=opts.channels(80), kernel_size=2,
+                                     weight_filler=filler, bias_filler=bias, **extra)
     elif opts.conv4 == "convolution":
-        n.conv4 = L.Convolution(top, num_output=opts.channels(80), kernel_size=2, weight_filler=filler,
-                                bias_filler=bias, **extra)
+        n.conv4 = L.Convolution(top, num_output=opts.channels(80), kernel_size=2,
+                                weight_filler=filler, bias_filler=bias, **extra)
     else:
         raise ValueError(f"conv4 must be locally_connected or convolution, not {opts.conv4!r}")
     n.relu4 = L.ReLU(n.conv4, in_place=True)
-    n.fc5 = L.InnerProduct(n.relu4, num_output=opts.channels(256), weight_filler=filler, bias_filler=bias,
-                           **extra)
+    n.fc5 = L.InnerProduct(n.relu4, num_output=opts.channels(256), weight_filler=filler,
+                           bias_filler=bias, **extra)
     n.relu5 = L.ReLU(n.fc5, in_place=True)
     return n.relu5
 
