@@ -11,6 +11,15 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# The one place tests find the shared data and models (tools default to the same root).
+SHARED_DATA = Path(os.environ.get("TCDCN_DATA", REPO.parent / "shared" / "data"))
+SHARED_MODELS = REPO.parent / "shared" / "models"
+
+
+def needs_shared(relative: str, what: str | None = None):
+    """Skip unless SHARED_DATA/relative exists (for '../models/...', the shared models)."""
+    path = (SHARED_DATA / relative).resolve()
+    return pytest.mark.skipif(not path.exists(), reason=f"{what or path} not present")
 
 
 def pytest_configure(config):

@@ -3,12 +3,16 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from tcdcn.augment import AugmentConfig, apply_matrix, augment, crop_matrix, invert_matrix, \
     mirror_labels, normalise, warp
 from tcdcn.lmdb_build import permute
 from tcdcn.schemes import FIVE_POINT, POSE_FLIP, SIXTY_EIGHT_POINT
+
+# tcdcn.lmdb_build imports lmdb_io, which needs caffe.proto (our Caffe build)
+pytestmark = pytest.mark.caffe
 
 coords = st.floats(-200, 400, allow_nan=False)
 points = st.lists(st.tuples(coords, coords), min_size=1, max_size=20).map(np.array)

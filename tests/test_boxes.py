@@ -9,7 +9,7 @@ import pytest
 
 from tcdcn.boxes import MTFL_BOX_RULE, BoxRule, box_from_landmarks, fit_box_rule, five_points
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+from conftest import SHARED_DATA as SHARED  # noqa: E402
 
 
 @pytest.mark.skipif(not (SHARED / "MTFL").is_dir(), reason="shared data not present")

@@ -10,7 +10,7 @@ import pytest
 
 from tcdcn.augment import apply_matrix, face_crop, normalise
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+from conftest import SHARED_DATA as SHARED  # noqa: E402
 
 
 @pytest.mark.skipif(not (SHARED / "MTFL").is_dir(), reason="shared data not present")

@@ -9,7 +9,7 @@ import pytest
 from tcdcn.datasets import DataError, attach_boxes, read_facepoint, read_mtfl, read_pts, \
     read_pts_folder
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+from conftest import SHARED_DATA as SHARED  # noqa: E402
 
 
 def touch_images(root: Path, *names: str) -> None:

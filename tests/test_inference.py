@@ -181,10 +181,11 @@ def run_tool(name, *args):
 
 def mtcnn_dir():
     from conftest import REPO
-    return REPO.parent / "shared" / "models" / "mtcnn"
+    from conftest import SHARED_MODELS
+    return SHARED_MODELS / "mtcnn"
 
 
-@pytest.mark.skipif(not (mtcnn_dir() / "det3.caffemodel").is_file(), reason="MTCNN models not present")
+@pytest.mark.skipif(not (mtcnn_dir() / "det3.caffemodel").is_file(), reason="MTCNN models (../shared/models/mtcnn) not present")
 def test_mtcnn_finds_the_astronaut():
     import skimage.data
     from tcdcn.mtcnn import MTCNNDetector

@@ -16,6 +16,8 @@ from tcdcn.datasets import DataError
 from tcdcn.lmdb_build import BuildConfig, build
 from tcdcn.lmdb_io import decode_datum, read_lmdb
 
+pytestmark = pytest.mark.caffe   # lmdb_io needs caffe.proto (our Caffe build)
+
 from conftest import N_FACES
 NO_AUGMENT = AugmentConfig(max_angle=0, min_scale=1, max_scale=1, max_shift=0, mirror_p=0,
                            jpeg_p=0, max_brightness=0, max_contrast=0)
@@ -256,7 +258,7 @@ layer {{ name: "d" type: "MultiLabelData" top: "data" top: "label"
             np.testing.assert_allclose(net.blobs["label"].data[item], labels, rtol=0, atol=0)
 
 
-SHARED = REPO.parent / "shared" / "data"
+from conftest import SHARED_DATA as SHARED  # noqa: E402
 
 
 @pytest.mark.skipif(not (SHARED / "300W" / "afw").is_dir(), reason="300-W data not present")

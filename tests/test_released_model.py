@@ -11,7 +11,7 @@ import pytest
 from conftest import REPO
 
 MODEL = REPO / "models" / "tcdcn_5pt"
-SHARED = REPO.parent / "shared" / "data"
+from conftest import SHARED_DATA as SHARED  # noqa: E402
 # crop units (1 = the crop's side) and probabilities; the README gives the measured value
 PARITY_TOLERANCE = 1e-4
 

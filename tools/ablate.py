@@ -4,6 +4,8 @@ measured on the validation split only (never the test set). Resumable: finished 
 are skipped.
 
   tools/ablate.py --lmdb LMDB_DIR --out runs/ablation --max-iter 600 300 300
+  tools/ablate.py --suite 68pt --lmdb lmdb/300w_3m --out runs/abl68 --max-iter 1 2000 1000 \
+      --test-interval 250
 
 Writes OUT/ablations.json and OUT/ablations.md (a table for the README).
 """
@@ -28,6 +30,28 @@ VARIANTS = {
     "1.5x wider trunk": ["--width", "1.5"],
     "2x wider trunk": ["--width", "2"],
 }
+# 68 points (an LMDB of 300-W faces: landmarks only, so two stages: landmarks, finetune)
+FIVE_POINT_MODEL = str(REPO / "models" / "tcdcn_5pt")
+VARIANTS_68 = {
+    "5-point conv1-3, frozen in stage 1, then trained": [
+        "--init-trunk", FIVE_POINT_MODEL, "--freeze-trunk", "first"],
+    "from scratch": [],
+    "5-point conv1-3, frozen throughout": ["--init-trunk", FIVE_POINT_MODEL,
+                                           "--freeze-trunk", "all"],
+    "5-point conv1-3, trained throughout": ["--init-trunk", FIVE_POINT_MODEL],
+    "5-point conv1-3, frozen in stage 1, then at 0.1x rate": [
+        "--init-trunk", FIVE_POINT_MODEL, "--freeze-trunk", "first", "--trunk-lr-mult", "0.1"],
+    "5-point conv1-3, trained throughout, lr 0.01": ["--init-trunk", FIVE_POINT_MODEL,
+                                                     "--lr", "0.01"],
+    "5-point conv1-3, frozen in stage 1, then trained, lr 0.01": [
+        "--init-trunk", FIVE_POINT_MODEL, "--freeze-trunk", "first", "--lr", "0.01"],
+}
+SUITES = {"5pt": VARIANTS, "68pt": VARIANTS_68}
+
+
+def portable(flags: list[str]) -> list[str]:
+    """Flags as typed from the project root (no absolute paths into this checkout)."""
+    return [f.replace(str(REPO) + "/", "") for f in flags]
 
 
 def main(argv=None) -> int:
@@ -39,13 +63,15 @@ def main(argv=None) -> int:
     p.add_argument("--lr", type=float, default=None, help="default: train.py's")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--only", nargs="*", help="variant name prefixes to run")
+    p.add_argument("--suite", choices=SUITES, default="5pt",
+                   help="the variants: 5-point recipe (default) or 68-point finetuning")
     p.add_argument("--root", type=Path, help="data root, passed to release_model.py")
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     results_path = args.out / "ablations.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
     py = sys.executable
-    for i, (name, flags) in enumerate(VARIANTS.items()):
+    for i, (name, flags) in enumerate(SUITES[args.suite].items()):
         if args.only and not any(name.startswith(o) for o in args.only):
             continue
         if name in results:
@@ -62,15 +88,23 @@ def main(argv=None) -> int:
                *(["--lr", str(args.lr)] if args.lr is not None else []),
                "--seed", str(args.seed), *flags]
         print("$ " + " ".join(cmd), flush=True)
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        trained = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if trained.returncode != 0:   # e.g. diverged: a result too, recorded as such
+            why = (trained.stderr.strip().splitlines() or ["(no message)"])[-1]
+            results[name] = {"flags": portable(flags), "budget": budget, "seed": args.seed,
+                             "failed": why}
+            results_path.write_text(json.dumps(results, indent=2) + "\n")
+            print(f"{name}: failed: {why}", flush=True)
+            continue
         model = run / "model"
         subprocess.run([py, str(REPO / "tools" / "release_model.py"), "--run", str(run), "--out",
                         str(model), "--calibration-faces", "0", "--validation-only",
                         *(["--root", str(args.root)] if args.root else [])], check=True,
                        stdout=subprocess.DEVNULL)
-        val = json.loads((model / "model.json").read_text())["numbers"]["validation_list_boxes"]
+        numbers = json.loads((model / "model.json").read_text())["numbers"]
+        val = numbers.get("validation_list_boxes") or numbers["validation_landmarks_boxes"]
         state = json.loads((run / "state.json").read_text())
-        results[name] = {"flags": flags, "budget": budget, "seed": args.seed,
+        results[name] = {"flags": portable(flags), "budget": budget, "seed": args.seed,
                          "val_nme": val["nme_mean"], "val_fr10": val["failure_rate"],
                          "val_auc10": val["auc_10"],
                          "best_landmark_loss": min(s["best_measure"] for s in state["stages"].values()
@@ -81,6 +115,9 @@ def main(argv=None) -> int:
     lines = ["| variant | val NME % | val FR@10 % | val AUC@10 | best val landmark loss |",
              "|---|---|---|---|---|"]
     for name, r in results.items():
+        if "failed" in r:
+            lines.append(f"| {name} | failed: {r['failed'].removeprefix('error: ')} | | | |")
+            continue
         lines.append(f"| {name} | {r['val_nme']:.2f} | {r['val_fr10']:.1f} | {r['val_auc10']:.3f} "
                      f"| {r['best_landmark_loss']:.5f} |")
     (args.out / "ablations.md").write_text("\n".join(lines) + "\n")

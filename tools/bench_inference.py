@@ -4,6 +4,7 @@ attribute net alone at batch 1 and batched, Caffe vs OpenCV backend, and end to 
 (Haar detection + landmarks) on the demo image. Several runs, medians, one process.
 
   tools/bench_inference.py --model models/tcdcn_5pt [--threads 1] [--json OUT]
+  tools/bench_inference.py --model models/tcdcn_68pt --baseline models/tcdcn_5pt --json OUT
 
 Threads: OMP_NUM_THREADS (our Caffe's fast paths and its OpenMP OpenBLAS), set from
 --threads (default 1) before Caffe loads; CAFFE_FAST_CPU=0 measures upstream's CPU loops.
@@ -35,6 +36,9 @@ def main(argv=None) -> int:
     p.add_argument("--model", type=Path, default=None)
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
+    p.add_argument("--baseline", type=Path,
+                   help="another model folder timed the same way in this process (e.g. "
+                        "models/tcdcn_5pt when --model is models/tcdcn_68pt): ratios printed")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     os.environ["OMP_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)
@@ -46,7 +50,7 @@ def main(argv=None) -> int:
     from tcdcn.inference import LandmarkModel
     model_dir = args.model or DEFAULT_MODEL
     crops = np.random.default_rng(0).integers(0, 256, (1024, 1, 40, 40)).astype(np.float32)
-    results = {"threads": args.threads, "opencv_threads": 1,
+    results = {"model": str(model_dir), "threads": args.threads, "opencv_threads": 1,
                "fast_cpu_paths": os.environ.get("CAFFE_FAST_CPU", "1") != "0"}
     for backend in ("caffe", "opencv"):
         m1 = LandmarkModel(model_dir, batch=1, backend=backend)
@@ -64,6 +68,19 @@ def main(argv=None) -> int:
         print(f"{backend:6s} net only: batch 1 {one * 1e3:.3f} ms/face; batch 256 "
               f"{many * 1e3:.4f} ms/face = {1 / many:,.0f} faces/s; with flip averaging "
               f"{many_flip * 1e3:.4f} ms/face")
+        if args.baseline:
+            b1 = LandmarkModel(args.baseline, batch=1, backend=backend)
+            bb = LandmarkModel(args.baseline, batch=256, backend=backend)
+            b1.flip = bb.flip = False
+            base_one = timed(lambda: b1.forward(crops[:100]), args.repeats) / 100
+            base_many = timed(lambda: bb.forward(crops), args.repeats) / len(crops)
+            results[backend]["baseline"] = {
+                "model": str(args.baseline), "batch1_ms_per_face": base_one * 1e3,
+                "batch256_ms_per_face": base_many * 1e3,
+                "ratio_batch1": one / base_one, "ratio_batch256": many / base_many}
+            print(f"{'':6s} baseline {args.baseline}: batch 1 {base_one * 1e3:.3f} ms/face "
+                  f"(ratio {one / base_one:.2f}); batch 256 {base_many * 1e3:.4f} ms/face "
+                  f"(ratio {many / base_many:.2f})")
     results["opencv_over_caffe_batch1"] = (results["opencv"]["batch1_ms_per_face"]
                                            / results["caffe"]["batch1_ms_per_face"])
     import skimage.data

@@ -4,10 +4,17 @@
   tools/evaluate.py --model models/tcdcn_5pt --dataset mtfl --boxes landmarks --json aflw.json
   tools/evaluate.py --model models/tcdcn_5pt --dataset mtfl --list LMDB/val_list.txt --boxes list
 
+  tools/evaluate.py --model models/tcdcn_68pt --dataset 300w --list lmdb/300w_3m/val_list.txt
+  tools/evaluate.py --model models/tcdcn_68pt --dataset 300w --root DIR --boxes detector
+
 --dataset mtfl reads ROOT/MTFL/testing.txt (AFLW, 2,995 faces) unless --list names another
-MTFL-format list (its faces get CNN_FacePoint boxes where those exist). NME for 5 points is
-normalised by the distance between the eye centres; for 68 points by the outer eye corners,
-with inter-pupil reported too. Prints a table and writes the JSON report and a CED PNG.
+MTFL-format list (its faces get CNN_FacePoint boxes where those exist). --dataset 300w reads
+every .pts face under ROOT/300W (or ROOT itself), or the images a --list file names. NME for
+5 points is normalised by the distance between the eye centres; for 68 points by the outer
+eye corners (points 36 and 45), with inter-pupil and per-region errors (jaw, brows, nose,
+eyes, mouth) reported too. `--boxes landmarks` derives boxes from the true points with the
+scheme's rule (the one training used, in model.json). Prints a table and writes the JSON
+report and a CED PNG.
 """
 from __future__ import annotations
 

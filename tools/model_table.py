@@ -42,6 +42,31 @@ def rows(meta: dict) -> list[str]:
     return out
 
 
+ROWS_68 = [
+    ("validation_landmarks_boxes", "validation, boxes from the landmarks"),
+    ("validation_haar_boxes", "validation, Haar boxes"),
+    ("validation_haar_boxes_refined", "validation, Haar boxes, re-centred"),
+]
+REGIONS = ("jaw", "brows", "nose", "eyes", "mouth")
+
+
+def rows_68(meta: dict) -> list[str]:
+    """68 points: NME by the outer eye corners and by the pupils, and per region."""
+    out = ["| set, boxes | faces (missed) | NME % (outer corners) | NME % (inter-pupil) | "
+           "FR@10 % | AUC@10 | " + " | ".join(REGIONS) + " |",
+           "|---|---|---|---|---|---|" + "---|" * len(REGIONS)]
+    for key, label in ROWS_68:
+        r = meta["numbers"].get(key)
+        if not r or r.get("nme_mean") is None:
+            continue
+        faces = f"{r['n_faces']:,}" + (f" ({r['misses']})" if r["misses"] else "")
+        out.append(f"| {label} | {faces} | {r['nme_mean']:.2f} | "
+                   f"{r['inter_pupil']['nme_mean']:.2f} | {r['failure_rate']:.1f} | "
+                   f"{r['auc_10']:.3f} | "
+                   + " | ".join(f"{r['per_region'][g]:.2f}" for g in REGIONS) + " |")
+    return out
+
+
 def stage_rows(log: dict, caps: dict) -> list[str]:
     """One row per training stage from the model's training_log.json."""
     out = ["| stage | iterations run (cap) | ended by | best validation (iteration) | "
@@ -67,7 +92,7 @@ def main(argv=None) -> int:
     p.add_argument("--model", type=Path, required=True)
     args = p.parse_args(argv)
     meta = json.loads((args.model / "model.json").read_text())
-    print("\n".join(rows(meta)))
+    print("\n".join(rows_68(meta) if meta["landmark_scheme"] == "68pt" else rows(meta)))
     aflw = meta["numbers"].get("aflw_landmark_boxes")
     if aflw:
         print("\nPer landmark on AFLW (landmark-derived boxes): " + ", ".join(

@@ -85,16 +85,22 @@ def main(argv=None) -> int:
         + str(deploy_net(opts)))
 
     # Faces of the training list, split exactly as make_lmdb split them.
-    samples, _, _ = load_samples(manifest["dataset"], args.root)
+    dataset = manifest["dataset"]
+    samples, scheme, _ = load_samples(dataset, args.root)
     train, val = split_by_group(samples, manifest["split"]["val_fraction"], manifest["seed"])
     assert len(val) == manifest["counts"]["val_faces"], "the split does not reproduce"
+    # validation boxes: the list's own (MTFL: CNN_FacePoint), else the scheme's landmark rule
+    val_boxes = "list" if all(s.extra.get("box_from") == "list" for s in val) else "landmarks"
+    val_key = f"validation_{val_boxes}_boxes"
+    data_name = {"mtfl": "MTFL", "300w": "300-W (AFW + HELEN train)"}.get(dataset, dataset)
 
     calibrations = {}
     mtcnn_dir = args.mtcnn if args.mtcnn and (args.mtcnn / "det1.prototxt").is_file() else None
     if args.calibration_faces > 0:
         rng = np.random.default_rng(args.seed)
         pick = rng.choice(len(train), size=min(args.calibration_faces, len(train)), replace=False)
-        fitted_on = f"{len(pick)} MTFL training faces (CNN_FacePoint boxes)"
+        fitted_on = (f"{len(pick)} {data_name} training faces "
+                     f"({'CNN_FacePoint boxes' if val_boxes == 'list' else 'landmark-rule boxes'})")
         truth = [train[i].box for i in pick]
         calibrations["haar"] = fit_calibration(
             HaarDetector(), [cv2.imread(str(train[i].image), cv2.IMREAD_GRAYSCALE) for i in pick],
@@ -111,7 +117,10 @@ def main(argv=None) -> int:
     batch = int(state.get("options", {}).get("batch", 256))   # runs before options: 256
     meta = {
         "name": f"tcdcn_{opts.scheme}",
-        "description": "TCDCN multi-task facial landmark + attribute model (ECCV 2014 layout)",
+        "description": ("TCDCN multi-task facial landmark + attribute model (ECCV 2014 layout)"
+                        if opts.auxiliary else
+                        f"TCDCN {scheme.count}-point facial landmark model (ECCV 2014 layout, "
+                        "conv1-3 from the 5-point model)"),
         "files": {"deploy": "deploy.prototxt", "weights": weights_name},
         "input": {"size": INPUT_SIZE, "channels": 1, "colour": "grey (BGR converted with OpenCV)",
                   "pixel_range": "0..255, no scaling outside the net",
@@ -122,6 +131,7 @@ def main(argv=None) -> int:
                    "attributes": "<task>_prob blobs, softmax over the classes below"},
         "landmark_scheme": opts.scheme,
         "landmark_names": list(SCHEMES[opts.scheme].names),
+        "flip_pairs": [list(pair) for pair in SCHEMES[opts.scheme].flip_pairs],
         "attributes": {t.name: list(t.classes) for t in TASKS} if opts.auxiliary else {},
         "net_options": opts.as_dict(),
         "detector_calibration": calibrations,
@@ -137,8 +147,8 @@ def main(argv=None) -> int:
                      "samples_seen_to_best": iters * batch},
         "commit": git_commit(),
         "training_commit": state.get("commit", "not recorded (run started before train.py kept it)"),
-        "licence": "Trained on MTFL (research use only; no commercial use or redistribution "
-                   "of the data). The weights inherit those terms.",
+        "licence": f"Trained on {data_name} (research use only; no commercial use or "
+                   "redistribution of the data). The weights inherit those terms.",
     }
     from tcdcn.caffe_build import build_info
     tool = build_info().caffe_tool
@@ -157,23 +167,25 @@ def main(argv=None) -> int:
     for flip in (False, True):
         for scale in CROP_SCALES:
             model.flip, model.crop_scale = flip, scale
-            r = evaluate(model, val, "list")
+            r = evaluate(model, val, val_boxes)
             choices.append({"flip": flip, "crop_scale": scale, "nme_mean": r["nme_mean"]})
             print(f"validation, crop scale {scale:.2f}, flip {'on ' if flip else 'off'}: "
                   f"NME {r['nme_mean']:.3f}%", flush=True)
     best = min(choices, key=lambda c: c["nme_mean"])
     model.flip, model.crop_scale = best["flip"], best["crop_scale"]
     meta["input"]["crop_scale"] = best["crop_scale"]
+    convention = ("CNN_FacePoint boxes" if val_boxes == "list"
+                  else "box_rule_for_faces_without_boxes applied to the points")
     meta["input"]["crop"] = (f"square about the face box centre, side = {best['crop_scale']:g} "
-                             "box sides (training box convention: CNN_FacePoint boxes); "
+                             f"box sides (training box convention: {convention}); "
                              "pixels as augment.face_crop makes them")
     meta["test_time_flip"] = best["flip"]
     meta["inference_choices"] = {
-        "rule": "crop scale and flip averaging with the lowest validation NME (list boxes)",
+        "rule": f"crop scale and flip averaging with the lowest validation NME ({val_boxes} boxes)",
         "tried": choices}
     (out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
     # Then keep the re-centred second pass if it helps.
-    numbers = {"validation_list_boxes": evaluate(model, val, "list")}
+    numbers = {val_key: evaluate(model, val, val_boxes)}
     refine = 0
     if "haar" in calibrations:   # no calibration, no meaningful detector numbers
         haar_boxes = find_boxes(model, val, "detector", "haar")   # detect once, use twice
@@ -190,7 +202,17 @@ def main(argv=None) -> int:
     if args.validation_only:
         meta["numbers"] = {k: summary(v) for k, v in numbers.items()}
         (out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
-        print(format_table(numbers["validation_list_boxes"]))
+        print(format_table(numbers[val_key]))
+        return 0
+    if dataset != "mtfl":   # no test set of this scheme here: validation numbers only
+        meta["numbers"] = {k: summary(v) for k, v in numbers.items()}
+        meta["numbers"]["note"] = (f"validation: held-out {data_name} faces, split by image "
+                                   "(used to stop training and for every choice); the test "
+                                   "faces are kept elsewhere")
+        (out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+        for name, r in numbers.items():
+            print(f"== {name}\n{format_table(r)}")
+        print(f"wrote {out}/")
         return 0
     from tcdcn.datasets import read_mtfl
     aflw = read_mtfl(args.root / "MTFL" / "testing.txt", args.root / "MTFL")

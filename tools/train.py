@@ -59,7 +59,16 @@ def parse_args(argv):
                       help="the write-up's ReLU right after the z-score (off by default)")
     relu.add_argument("--no-relu-after-norm", action="store_true",
                       help="no ReLU after the z-score (the default; kept for old commands)")
-    p.add_argument("--landmarks-only", action="store_true", help="no auxiliary tasks")
+    p.add_argument("--landmarks-only", action="store_true",
+                   help="no auxiliary tasks (implied by an LMDB without attribute labels)")
+    p.add_argument("--init-trunk", type=Path, metavar="MODEL",
+                   help="start from the conv1-3 weights of a released model folder (or a "
+                        ".caffemodel of the same trunk); conv4 on start freshly initialised "
+                        "(the 68-point recipe)")
+    p.add_argument("--freeze-trunk", choices=("none", "first", "all"), default="none",
+                   help="conv1-3 frozen in no stage, in the first stage only, or in all")
+    p.add_argument("--trunk-lr-mult", type=float, default=1.0,
+                   help="conv1-3's learning-rate multiplier where not frozen (default 1)")
     p.add_argument("--unstaged", action="store_true",
                    help="one multitask stage, stopped on the landmark loss")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
@@ -77,12 +86,12 @@ def parse_args(argv):
 # The iteration caps (--max-iter, --refit-heads) may change: a run can be extended.
 RUN_OPTIONS = ("test_interval", "patience", "smooth", "batch", "lr", "lr_policy", "width",
                "seed", "conv4", "activation", "relu_after_norm", "landmarks_only",
-               "unstaged")
+               "unstaged", "init_trunk", "freeze_trunk", "trunk_lr_mult")
 
 
 def run_options(args) -> dict:
     return {"lmdb": str(args.lmdb.resolve()),
-            **{k: (list(v) if isinstance(v, tuple) else v)
+            **{k: (list(v) if isinstance(v, tuple) else str(v) if isinstance(v, Path) else v)
                for k, v in vars(args).items() if k in RUN_OPTIONS}}
 
 
@@ -114,13 +123,23 @@ def stages_for(args) -> list[str]:
     return list(STAGE_ORDER) + (["heads"] if args.refit_heads > 0 else [])
 
 
-def write_stage_files(args, stage: str, stage_dir: Path, n_val: int, opts) -> Path:
+def stage_net_options(args, stage: str, opts):
+    """The net options of a stage: conv1-3's rate follows --freeze-trunk."""
+    from dataclasses import replace
+    first = stages_for(args)[0]
+    frozen = args.freeze_trunk == "all" or (args.freeze_trunk == "first" and stage == first)
+    return replace(opts, trunk_lr_mult=0.0 if frozen else args.trunk_lr_mult)
+
+
+def write_stage_files(args, stage: str, stage_dir: Path, n_val: int, opts,
+                      attribute_labels: bool = True) -> Path:
     from tcdcn.net import SolverOptions, solver, train_net
     stage_dir.mkdir(parents=True, exist_ok=True)
     net_stage = "landmarks" if stage == "finetune" else stage
     val_batch = 100
     net = train_net(str((args.lmdb / "train_lmdb").resolve()), str((args.lmdb / "val_lmdb").resolve()),
-                    net_stage, opts, batch=args.batch, val_batch=val_batch)
+                    net_stage, stage_net_options(args, stage, opts), batch=args.batch,
+                    val_batch=val_batch, attribute_labels=attribute_labels)
     (stage_dir / "train_val.prototxt").write_text(str(net))
     cap = stage_caps(args)[stage]
     s = solver(str(stage_dir / "train_val.prototxt"), stage, str(stage_dir / stage),
@@ -149,7 +168,8 @@ def run_stage(args, stage: str, state: dict, caffe_tool: Path, opts) -> None:
     from tcdcn.training import DivergenceGuard, LogParser, StopRule
     stage_dir = args.run / stage
     st = state["stages"].setdefault(stage, {"tests": [], "done": False})
-    solver_path = write_stage_files(args, stage, stage_dir, state["n_val"], opts)
+    solver_path = write_stage_files(args, stage, stage_dir, state["n_val"], opts,
+                                    state.get("attribute_labels", True))
     cmd = [str(caffe_tool), "train", "-solver", str(solver_path)]
     resume = latest_solverstate(stage_dir, stage)
     if resume is not None:
@@ -160,7 +180,7 @@ def run_stage(args, stage: str, state: dict, caffe_tool: Path, opts) -> None:
         st["tests"] = [t for t in st["tests"] if t["iter"] < done_iter]
     else:
         st["tests"] = []
-        previous = state.get("best_weights")
+        previous = state.get("best_weights") or state.get("init_weights")
         if previous:
             cmd += ["-weights", previous]
     state.setdefault("commands", []).append(shlex.join(cmd))
@@ -202,6 +222,13 @@ def run_stage(args, stage: str, state: dict, caffe_tool: Path, opts) -> None:
                 if finished is not None:
                     stopped_by_rule |= on_test(finished, st, measure, name, rule, stage, proc)
                     save_state(args.run, state)
+                    why = not_learning(st, name, state.get("mean_shape_loss"))
+                    if why is not None:   # no need to wait for the cap
+                        proc.kill()
+                        proc.wait()
+                        st["diverged"] = {"iter": st["tests"][-1]["iter"], "why": why}
+                        save_state(args.run, state)
+                        raise SystemExit(f"error: stage {stage} {why}; lower --lr")
             finished = parser.close()
             if finished is not None:
                 on_test(finished, st, measure, name, rule, stage, None)
@@ -227,14 +254,9 @@ def run_stage(args, stage: str, state: dict, caffe_tool: Path, opts) -> None:
     if not scored:
         raise SystemExit(f"stage {stage} produced no validation results")
     best = min(scored, key=lambda t: t["measure"])
-    if name == "landmark" and state.get("mean_shape_loss") is not None \
-            and scored[-1]["iter"] >= NOT_LEARNING_AFTER \
-            and best["measure"] > NOT_LEARNING * state["mean_shape_loss"]:
-        # (a saturated tanh head: a diverged run whose loss never turned NaN)
-        raise SystemExit(
-            f"error: stage {stage} did not learn: its best validation landmark loss "
-            f"{best['measure']:.5g} (iteration {best['iter']}) is over {NOT_LEARNING} times "
-            f"that of predicting the mean shape ({state['mean_shape_loss']:.5g}); lower --lr")
+    why = not_learning(st, name, state.get("mean_shape_loss"))
+    if why is not None:
+        raise SystemExit(f"error: stage {stage} {why}; lower --lr")
     weights = stage_dir / f"{stage}_iter_{best['iter']}.caffemodel"
     if not weights.is_file():
         raise SystemExit(f"best snapshot {weights} is missing")
@@ -270,6 +292,21 @@ def on_test(record: dict, st: dict, measure, name: str, rule, stage: str, proc) 
 # it after 400 iterations; runs of a few dozen iterations are not judged).
 NOT_LEARNING = 10
 NOT_LEARNING_AFTER = 300
+
+
+def not_learning(st: dict, name: str, mean_shape: float | None) -> str | None:
+    """Why a stage learned nothing (a saturated tanh head: a diverged run whose loss never
+    turned NaN), judged on its validations so far; None while it is fine."""
+    scored = [t for t in st["tests"] if t.get("measure") is not None]
+    if name != "landmark" or mean_shape is None or not scored \
+            or scored[-1]["iter"] < NOT_LEARNING_AFTER:
+        return None
+    best = min(scored, key=lambda t: t["measure"])
+    if best["measure"] <= NOT_LEARNING * mean_shape:
+        return None
+    return (f"did not learn: its best validation landmark loss {best['measure']:.5g} "
+            f"(iteration {best['iter']}) is over {NOT_LEARNING} times that of predicting the "
+            f"mean shape ({mean_shape:.5g})")
 
 
 def mean_shape_loss(val_lmdb: Path, n_coords: int) -> float | None:
@@ -324,12 +361,20 @@ def plot(run: Path, state: dict) -> Path:
     axes[0].set_yscale("log")
     axes[0].set_xlabel("iteration (stages end to end)")
     axes[0].set_ylabel("landmark Euclidean loss")
-    axes[0].axhline(0.003125, color="grey", ls=":", lw=0.8)
-    axes[0].text(0, 0.0033, "1 px x-error on all 5 points", fontsize=7, color="grey")
+    # caffe's Euclidean loss is half the summed squared error in crop units (1/40 per px)
+    k = len(state["lmdb_manifest"]["landmark_names"])
+    size = state["lmdb_manifest"]["crop"]["size"]
+    one_px = 0.5 * 2 * k / size ** 2
+    axes[0].axhline(one_px, color="grey", ls=":", lw=0.8)
+    axes[0].text(0, one_px * 1.06, f"1 px error in x and in y on all {k} points", fontsize=7,
+                 color="grey")
     axes[0].legend(fontsize=7)
     axes[1].set_xlabel("iteration (stages end to end)")
     axes[1].set_ylabel("validation accuracy")
-    axes[1].legend(fontsize=6, ncol=2)
+    if axes[1].get_legend_handles_labels()[0]:
+        axes[1].legend(fontsize=6, ncol=2)
+    else:
+        axes[1].text(0.5, 0.5, "no auxiliary tasks", ha="center", transform=axes[1].transAxes)
     fig.tight_layout()
     path = run / "curves.png"
     fig.savefig(path, dpi=110)
@@ -343,6 +388,7 @@ def _terminate(signum, frame):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    os.environ.setdefault("GLOG_minloglevel", "2")   # pycaffe here; caffe train logs in full
     signal.signal(signal.SIGTERM, _terminate)
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:   # started in the background
         signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -355,6 +401,13 @@ def main(argv=None) -> int:
         raise SystemExit(f"error: {manifest_path} not found: --lmdb must be a folder written "
                          "by tools/make_lmdb.py")
     manifest = json.loads(manifest_path.read_text())
+    attribute_labels = "pose" in manifest["label_layout"]
+    if not attribute_labels and not args.landmarks_only:
+        print(f"{args.lmdb} holds landmarks only: training without auxiliary tasks "
+              "(--landmarks-only)", flush=True)
+        args.landmarks_only = True
+    if args.init_trunk is not None and not args.init_trunk.exists():
+        raise SystemExit(f"error: --init-trunk {args.init_trunk}: no such model folder or file")
     if manifest["counts"]["val_records"] == 0:
         raise SystemExit(f"error: {args.lmdb} has no validation faces; rebuild it with "
                          "--val-fraction above 0 (validation chooses snapshots and stops stages)")
@@ -369,8 +422,19 @@ def main(argv=None) -> int:
         "train_command": shlex.join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:])),
         "commit": subprocess.run(["git", "-C", str(Path(__file__).resolve().parent), "rev-parse",
                                   "HEAD"], capture_output=True, text=True).stdout.strip(),
-        "lmdb_manifest": manifest, "options": run_options(args)}
+        "lmdb_manifest": manifest, "options": run_options(args),
+        "attribute_labels": attribute_labels}
     check_same_run(state, args)
+    if args.init_trunk is not None and not state.get("best_weights") \
+            and not state.get("init_weights"):
+        from tcdcn.training import init_from_trunk
+        try:
+            init = init_from_trunk(args.init_trunk, opts, args.run / "init_trunk.caffemodel",
+                                   seed=args.seed)
+        except (ValueError, FileNotFoundError) as err:
+            raise SystemExit(f"error: --init-trunk {args.init_trunk}: {err}")
+        state["init_weights"] = str(init)
+        print(f"wrote {init}: conv1-3 from {args.init_trunk}, the rest freshly initialised")
     # every invocation is kept; the latest (its caps may differ) is the run's command
     command = shlex.join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:]))
     state.setdefault("invocations", [])

@@ -180,8 +180,14 @@ def draw(image: np.ndarray, faces: list[Face]) -> np.ndarray:
     for f in faces:
         l, t, r, b = (int(round(v)) for v in f.box)
         cv2.rectangle(out, (l, t), (r, b), (255, 200, 0), scale)
+        if f.scheme == "68pt":   # contours of jaw, brows, nose, eyes and lips
+            from tcdcn.schemes import IBUG68_CONTOURS
+            for idx, closed in IBUG68_CONTOURS:
+                pts = np.round(f.landmarks[list(idx)]).astype(np.int32)
+                cv2.polylines(out, [pts], closed, (0, 255, 0), max(1, scale // 2), cv2.LINE_AA)
+        radius = scale if f.scheme == "68pt" else 2 * scale
         for x, y in f.landmarks:
-            cv2.circle(out, (int(round(x)), int(round(y))), 2 * scale, (0, 0, 255), -1)
+            cv2.circle(out, (int(round(x)), int(round(y))), radius, (0, 0, 255), -1)
         lines = [f"{k}: {v[0]} {v[1]:.2f}" for k, v in f.attributes.items()]
         for i, text in enumerate(lines):
             cv2.putText(out, text, (l, b + (14 * (i + 1)) * scale), cv2.FONT_HERSHEY_SIMPLEX,

@@ -215,8 +215,45 @@ def read_pts_folder(root: str | Path, *, errors: list | None = None,
         except DataError as err:
             _report(err, errors)
             continue
+        rel = pts.relative_to(root)
         samples.append(Sample(image=image, landmarks=landmarks, source=str(pts),
-                              group=str(pts.relative_to(root).with_suffix(""))))
+                              group=image_group(rel),
+                              extra={"rel": str(rel.with_suffix(image.suffix))}))
+    return samples
+
+
+def image_group(rel: Path) -> str:
+    """The source image of a 300-W face crop: crops are named IMAGE_N (the N-th face of
+    IMAGE), so faces of one photo share a group and a split by group is a split by image."""
+    rel = Path(rel)
+    return str(rel.parent / re.sub(r"_\d+$", "", rel.stem))
+
+
+def read_pts_list(list_path: str | Path, root: str | Path | None = None, *,
+                  errors: list | None = None, expected_points: int | None = 68) -> list[Sample]:
+    """The faces named in a list of image paths (one per line, first field; `#` comments),
+    each with its .pts beside it: e.g. the val_list.txt that tools/make_lmdb.py writes."""
+    list_path = Path(list_path)
+    root = Path(root) if root is not None else list_path.parent
+    samples = []
+    for lineno, text in _lines(list_path):
+        if text.startswith("#"):
+            continue
+        image = _image_path(root, text.split()[0])
+        pts = image.with_suffix(".pts")
+        try:
+            if not image.is_file():
+                raise DataError(f"{list_path}:{lineno}: image {image} not found")
+            if not pts.is_file():
+                raise DataError(f"{list_path}:{lineno}: no {pts.name} beside {image}")
+            landmarks = read_pts(pts)
+            if expected_points is not None and len(landmarks) != expected_points:
+                raise DataError(f"{pts}: {len(landmarks)} points, expected {expected_points}")
+        except DataError as err:
+            _report(err, errors)
+            continue
+        samples.append(Sample(image=image, landmarks=landmarks, source=str(pts),
+                              group=image_group(Path(text.split()[0]))))
     return samples
 
 

@@ -170,7 +170,17 @@ def format_table(report: dict) -> str:
              f"missed {report['misses']}; boxes: {report['boxes']})",
              f"NME mean {report['nme_mean']:.2f}%  median {report['nme_median']:.2f}%  "
              f"FR@10% {report['failure_rate']:.2f}%  AUC@10% {report['auc_10']:.4f}",
-             "per landmark: " + "  ".join(f"{k} {v:.2f}%" for k, v in report["per_landmark"].items())]
+             ]
+    if "inter_pupil" in report:
+        ip = report["inter_pupil"]
+        lines.append(f"inter-pupil: NME mean {ip['nme_mean']:.2f}%  FR@10% "
+                     f"{ip['failure_rate']:.2f}%  AUC@10% {ip['auc_10']:.4f}")
+    if "per_region" in report:
+        lines.append("per region: " + "  ".join(f"{k} {v:.2f}%"
+                                                for k, v in report["per_region"].items()))
+    else:
+        lines.append("per landmark: " + "  ".join(f"{k} {v:.2f}%"
+                                                  for k, v in report["per_landmark"].items()))
     for name, a in report.get("attributes", {}).items():
         lines.append(f"{name:8s} accuracy {a['accuracy']:.2f}%  (majority baseline "
                      f"{a['majority_baseline']:.2f}%)  confusion {a['confusion']}")

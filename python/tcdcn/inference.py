@@ -22,16 +22,30 @@ class Face:
     score: float                       # detector score (1.0 for given boxes)
     landmarks: np.ndarray              # K x 2, image pixels
     attributes: dict = field(default_factory=dict)  # task -> (label, probability)
+    scheme: str = "5pt"                # the landmark scheme (schemes.SCHEMES)
 
     @property
     def pose(self) -> str | None:
         return self.attributes.get("pose", (None, None))[0]
 
+    @property
+    def five_points(self) -> np.ndarray:
+        """Eye centres, nose tip, mouth corners (the 5-point scheme's order), for any
+        scheme: a 68-point face's are derived (eye centres = means of each eye's six
+        points), so code written for the 5-point model works with either."""
+        from tcdcn.boxes import five_points
+        return five_points(self.landmarks)
+
     def as_dict(self) -> dict:
-        return {"box": [round(float(v), 2) for v in self.box], "score": round(self.score, 4),
-                "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in self.landmarks],
-                "attributes": {k: {"label": v[0], "probability": round(v[1], 4)}
-                               for k, v in self.attributes.items()}}
+        def rounded(points):
+            return [[round(float(x), 2), round(float(y), 2)] for x, y in points]
+        out = {"box": [round(float(v), 2) for v in self.box], "score": round(self.score, 4),
+               "scheme": self.scheme, "landmarks": rounded(self.landmarks),
+               "attributes": {k: {"label": v[0], "probability": round(v[1], 4)}
+                              for k, v in self.attributes.items()}}
+        if self.scheme != "5pt":
+            out["five_points"] = rounded(self.five_points)
+        return out
 
 
 def to_grey(image: np.ndarray) -> np.ndarray:
@@ -256,5 +270,5 @@ class LandmarkModel:
                 attributes[task.name] = (task.classes[k], float(p[k]))
             faces.append(Face(box=box, score=1.0 if scores is None else float(scores[i]),
                               landmarks=apply_matrix(invert_matrix(m), pts),
-                              attributes=attributes))
+                              attributes=attributes, scheme=self.scheme.name))
         return faces

@@ -23,9 +23,9 @@ import numpy as np
 
 from tcdcn.augment import AugmentConfig, apply_matrix, augment, face_region, normalise, \
     region_crop, square_crop
-from tcdcn.boxes import MTFL_BOX_RULE, BoxRule, box_from_landmarks
+from tcdcn.boxes import box_from_landmarks, rule_for
 from tcdcn.datasets import DataError, Sample, attach_boxes, read_facepoint, read_mtfl, \
-    read_pts_folder
+    read_pts_folder, read_pts_list
 from tcdcn.lmdb_io import encode_datum
 from tcdcn.schemes import POSE_INDEX, SCHEMES, TASKS, LandmarkScheme
 
@@ -59,14 +59,20 @@ def load_samples(dataset: str, root: Path, list_path: Path | None = None,
         samples = read_facepoint(list_path, root, errors=errors)
         scheme = SCHEMES["5pt"]
     elif dataset == "300w":
-        samples = read_pts_folder(root if list_path is None else list_path, errors=errors)
+        if (root / "300W").is_dir():   # the shared data root rather than its 300W folder
+            root = root / "300W"
+        if list_path is not None and Path(list_path).is_file():   # e.g. a val_list.txt
+            samples = read_pts_list(list_path, root, errors=errors)
+        else:
+            samples = read_pts_folder(root if list_path is None else list_path, errors=errors)
         scheme = SCHEMES["68pt"]
     else:
         raise ValueError(f"unknown dataset {dataset!r}")
     derived = 0
+    rule = rule_for(scheme.count)
     for s in samples:
         if s.box is None:
-            s.box = box_from_landmarks(s.landmarks, MTFL_BOX_RULE)
+            s.box = box_from_landmarks(s.landmarks, rule)
             s.extra["box_from"] = "landmarks"
             derived += 1
         else:
@@ -77,7 +83,7 @@ def load_samples(dataset: str, root: Path, list_path: Path | None = None,
     info["list"] = str(list_path) if list_path else None
     info["faces"] = len(samples)
     info["boxes_derived_from_landmarks"] = derived
-    info["box_rule"] = MTFL_BOX_RULE.as_dict()
+    info["box_rule"] = rule.as_dict()
     return samples, scheme, info
 
 
@@ -111,10 +117,10 @@ def _file_lines(path: str) -> tuple[str, ...]:
 
 def source_line(sample: Sample) -> str:
     """The list line a sample was read from (without its line ending and leading spaces);
-    for a face with a file of its own (a 300-W .pts), its image's path."""
+    for a face with a file of its own (a 300-W .pts), its image's path under the data root."""
     path, sep, lineno = sample.source.rpartition(":")
     if not sep or not lineno.isdigit():
-        return str(sample.image)
+        return sample.extra.get("rel", str(sample.image))
     return _file_lines(path)[int(lineno) - 1].strip()
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tcdcn.schemes import IBUG68_PUPILS, LandmarkScheme
+from tcdcn.schemes import IBUG68_PUPILS, IBUG68_REGIONS, LandmarkScheme
 
 FAILURE_THRESHOLD = 0.10   # a face whose NME exceeds this is a failure
 AUC_LIMIT = 0.10
@@ -46,6 +46,9 @@ def landmark_report(pred: np.ndarray, gt: np.ndarray, scheme: LandmarkScheme,
         "per_landmark": {name: float(100 * err[found, i].mean()) if found.any() else None
                          for i, name in enumerate(scheme.names)},
         "ced": {"thresholds": thresholds[::10].tolist(), "fraction": ced[::10].tolist()},
+        **({"per_region": {name: float(100 * err[found][:, list(idx)].mean())
+                           if found.any() else None for name, idx in IBUG68_REGIONS.items()}}
+           if scheme.count == 68 else {}),
     }
 
 

@@ -33,6 +33,7 @@ class NetOptions:
     relu_after_norm: bool = False          # the write-up's ReLU after MVN: worse here
     auxiliary: bool = True                 # False: landmarks only (an ablation)
     width: float = 1.0                     # channel multiplier of every trunk layer
+    trunk_lr_mult: float = 1.0             # conv1-3's rate (0: frozen; 68-point finetuning)
 
     def channels(self, base: int) -> int:
         return max(1, int(round(base * self.width)))
@@ -65,9 +66,12 @@ def _trunk(n, L, P, data, opts: NetOptions, frozen: bool = False):
     filler = dict(type="xavier")
     bias = dict(type="constant", value=0)
     extra = dict(param=FROZEN) if frozen else {}
+    m = opts.trunk_lr_mult
+    shared = extra or ({} if m == 1 else dict(param=[dict(lr_mult=m, decay_mult=m),
+                                                     dict(lr_mult=m, decay_mult=0)]))
     for i, (num, k) in enumerate(((20, 5), (48, 3), (64, 3)), start=1):
         conv = L.Convolution(top, num_output=opts.channels(num), kernel_size=k,
-                             weight_filler=filler, bias_filler=bias, **extra)
+                             weight_filler=filler, bias_filler=bias, **shared)
         setattr(n, f"conv{i}", conv)
         setattr(n, f"relu{i}", L.ReLU(conv, in_place=True))
         top = L.Pooling(getattr(n, f"relu{i}"), pool=P.Pooling.MAX, kernel_size=2, stride=2)
@@ -105,30 +109,40 @@ def _landmark_head(n, L, feat, opts: NetOptions, frozen: bool = False):
 
 
 def train_net(train_source: str, val_source: str, stage: str, opts: NetOptions = NetOptions(),
-              batch: int = 256, val_batch: int = 100):
-    """The train/val net of a stage (MultiLabelData for TRAIN and TEST)."""
+              batch: int = 256, val_batch: int = 100, attribute_labels: bool = True):
+    """The train/val net of a stage (MultiLabelData for TRAIN and TEST). With
+    `attribute_labels` False the records hold landmarks only (300-W) and the net has no
+    auxiliary heads."""
     import caffe
     from caffe import layers as L, params as P
     from caffe.proto import caffe_pb2
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}")
+    if not attribute_labels and opts.auxiliary:
+        raise ValueError("records without attribute labels need NetOptions(auxiliary=False)")
     scheme = SCHEMES[opts.scheme]
-    dim = label_dim(scheme, with_attributes=True)
+    dim = label_dim(scheme, with_attributes=attribute_labels)
     n = caffe.NetSpec()
-    n.data, n.label = L.MultiLabelData(source=train_source, batch_size=batch, label_dim=dim,
-                                       ntop=2, include=dict(phase=caffe.TRAIN))
-    slices = [2 * scheme.count + i for i in range(len(TASKS))]
-    tops = L.Slice(n.label, slice_point=slices, axis=1, ntop=1 + len(TASKS))
-    n.landmark_target = tops[0]
-    for task, top in zip(TASKS, tops[1:]):
-        setattr(n, f"{task.name}_label", top)
+    if attribute_labels:
+        n.data, n.label = L.MultiLabelData(source=train_source, batch_size=batch,
+                                           label_dim=dim, ntop=2,
+                                           include=dict(phase=caffe.TRAIN))
+        slices = [2 * scheme.count + i for i in range(len(TASKS))]
+        tops = L.Slice(n.label, slice_point=slices, axis=1, ntop=1 + len(TASKS))
+        n.landmark_target = tops[0]
+        for task, top in zip(TASKS, tops[1:]):
+            setattr(n, f"{task.name}_label", top)
+    else:
+        n.data, n.landmark_target = L.MultiLabelData(source=train_source, batch_size=batch,
+                                                     label_dim=dim, ntop=2,
+                                                     include=dict(phase=caffe.TRAIN))
     heads_only = stage == "heads"
     feat = _trunk(n, L, P, n.data, opts, frozen=heads_only)
     pred = _landmark_head(n, L, feat, opts, frozen=heads_only)
     n.landmark_loss = L.EuclideanLoss(pred, n.landmark_target,
                                       loss_weight=0 if heads_only else LANDMARK_LOSS_WEIGHT)
     aux_on = opts.auxiliary and stage in ("multitask", "heads")
-    for task in TASKS:
+    for task in TASKS if attribute_labels else ():
         if not opts.auxiliary:
             # Still consume the label blob, so Caffe does not print it as an output.
             setattr(n, f"{task.name}_silence", L.Silence(getattr(n, f"{task.name}_label"), ntop=0))

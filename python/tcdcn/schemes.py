@@ -56,6 +56,16 @@ SIXTY_EIGHT_POINT = _ibug68()
 # 68-point inter-pupil normalisation: the centres of the two eyes' six points.
 IBUG68_PUPILS = ((36, 37, 38, 39, 40, 41), (42, 43, 44, 45, 46, 47))
 
+# 68-point regions (0-based index ranges), for per-region errors and for drawing contours.
+IBUG68_REGIONS = {"jaw": range(0, 17), "brows": range(17, 27), "nose": range(27, 36),
+                  "eyes": range(36, 48), "mouth": range(48, 68)}
+# Polylines drawn for 68 points: (indices, closed).
+IBUG68_CONTOURS = (
+    (tuple(range(0, 17)), False), (tuple(range(17, 22)), False), (tuple(range(22, 27)), False),
+    (tuple(range(27, 31)), False), (tuple(range(31, 36)), False),
+    (tuple(range(36, 42)), True), (tuple(range(42, 48)), True),
+    (tuple(range(48, 60)), True), (tuple(range(60, 68)), True))
+
 SCHEMES = {s.name: s for s in (FIVE_POINT, SIXTY_EIGHT_POINT)}
 
 

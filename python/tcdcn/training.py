@@ -136,3 +136,43 @@ class LogParser:
             self._test_iter = None
             return self.tests[-1]
         return None
+
+
+TRUNK_LAYERS = ("conv1", "conv2", "conv3")   # shared by the 5- and 68-point models
+
+
+def init_from_trunk(source, opts, out, seed: int = 1):
+    """Write `out`, a caffemodel of the net `opts` describes, with conv1-3 copied from
+    `source` (a released model folder, or a .caffemodel of the 5-point multi-task net) and
+    every other layer at its filler's initial values (Caffe's RNG seeded with `seed`): the
+    `-weights` of a finetuning run's first stage. Returns `out`."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    import caffe
+
+    from tcdcn.inference import load_caffe_net, read_model_json
+    from tcdcn.net import deploy_net
+    source, out = Path(source), Path(out)
+    if source.is_dir():
+        meta = read_model_json(source)
+        src = load_caffe_net(source / meta["files"]["deploy"], source / meta["files"]["weights"])
+    else:
+        src_deploy = out.with_name(out.stem + "_source.prototxt")
+        src_deploy.write_text(str(deploy_net(replace(opts, scheme="5pt", auxiliary=True,
+                                                     trunk_lr_mult=1.0))))
+        src = load_caffe_net(src_deploy, source)
+    caffe.set_random_seed(seed)
+    deploy = out.with_suffix(".prototxt")
+    deploy.write_text(str(deploy_net(opts)))
+    net = caffe.Net(str(deploy), caffe.TEST)
+    for name in TRUNK_LAYERS:
+        for have, want in zip(src.params[name], net.params[name]):
+            if have.data.shape != want.data.shape:
+                raise ValueError(f"layer {name} has shape {have.data.shape}, this net needs "
+                                 f"{want.data.shape}")
+            want.data[...] = have.data
+    tmp = out.with_name(out.name + ".tmp")
+    net.save(str(tmp))
+    tmp.replace(out)
+    return out
