@@ -180,12 +180,29 @@ def run_tool(name, *args):
 
 
 def mtcnn_dir():
-    from conftest import REPO
+    """The bundled MTCNN models (tcdcn/models/mtcnn)."""
+    from tcdcn.mtcnn import bundled_models
+    return bundled_models()
+
+
+def test_bundled_mtcnn_models_are_the_authors_files():
+    """Shipped unchanged, with their licence; when ../shared/models/mtcnn is here, the same
+    bytes."""
+    import hashlib
     from conftest import SHARED_MODELS
-    return SHARED_MODELS / "mtcnn"
+    folder = mtcnn_dir()
+    assert "MIT License" in (folder / "LICENSE").read_text()
+    assert "kpzhang93/MTCNN_face_detection_alignment" in (folder / "README.md").read_text()
+    shared = SHARED_MODELS / "mtcnn"
+    for name in ("det1", "det2", "det3"):
+        for ext in ("prototxt", "caffemodel"):
+            ours = folder / f"{name}.{ext}"
+            assert ours.is_file() and ours.stat().st_size > 0
+            if (shared / ours.name).is_file():
+                assert hashlib.sha256(ours.read_bytes()).digest() == \
+                    hashlib.sha256((shared / ours.name).read_bytes()).digest()
 
 
-@pytest.mark.skipif(not (mtcnn_dir() / "det3.caffemodel").is_file(), reason="MTCNN models (../shared/models/mtcnn) not present")
 def test_mtcnn_finds_the_astronaut():
     import skimage.data
     from tcdcn.mtcnn import MTCNNDetector
@@ -199,9 +216,39 @@ def test_mtcnn_finds_the_astronaut():
     assert len(MTCNNDetector(mtcnn_dir()).raw(np.full((200, 200, 3), 90, np.uint8))[0]) == 0
 
 
+def test_mtcnn_points_and_face_check_on_the_astronaut():
+    """O-Net's five points land on her eyes, nose and mouth (MTFL order); the face check
+    scores her box high and an empty wall low; crops from the points use the box rule."""
+    import skimage.data
+    from tcdcn.boxes import MTFL_BOX_RULE, box_from_landmarks
+    from tcdcn.detect import FromPoints
+    from tcdcn.mtcnn import MTCNNDetector
+    image = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)
+    det = MTCNNDetector(mtcnn_dir())
+    boxes, scores, points = det.raw_points(image)
+    (lx, ly), (rx, ry), (nx, ny), (mlx, mly), (mrx, mry) = points[0]
+    # her eyes are around (205, 110) and (245, 105) (tests/test_released_model.py)
+    assert 190 < lx < 220 and 95 < ly < 125 and 230 < rx < 260 and 90 < ry < 120, points[0]
+    assert max(ly, ry) < ny < min(mly, mry) and lx < rx and mlx < mrx
+    assert det.face_scores(image, boxes)[0] > 0.9
+    assert det.face_scores(image, [[380, 380, 470, 470]])[0] < 0.5   # part of her suit
+    placed, _ = FromPoints(det, MTFL_BOX_RULE)(image)
+    np.testing.assert_allclose(placed[0], box_from_landmarks(points[0], MTFL_BOX_RULE))
+
+
 def test_mtcnn_missing_models_say_where_to_get_them(tmp_path):
     from tcdcn.mtcnn import MTCNNDetector
     with pytest.raises(FileNotFoundError, match="kpzhang93/MTCNN_face_detection_alignment"):
+        MTCNNDetector(tmp_path)
+
+
+def test_mtcnn_corrupt_model_names_the_file(tmp_path):
+    import shutil
+    from tcdcn.mtcnn import MTCNNDetector
+    for f in mtcnn_dir().glob("det*"):
+        shutil.copy(f, tmp_path / f.name)
+    (tmp_path / "det2.caffemodel").write_bytes(b"not a caffemodel")
+    with pytest.raises(ValueError, match="det2.caffemodel"):
         MTCNNDetector(tmp_path)
 
 

@@ -36,6 +36,12 @@ def test_wheel_holds_the_model_and_nothing_else(wheel):
     for f in ("model.json", meta["files"]["deploy"], meta["files"]["weights"],
               meta["files_opencv"]["deploy"], meta["files_opencv"]["weights"]):
         assert model + f in names, f
+    # the default detector's models, with their licence next to them
+    for f in ("det1.prototxt", "det1.caffemodel", "det2.prototxt", "det2.caffemodel",
+              "det3.prototxt", "det3.caffemodel", "LICENSE", "README.md"):
+        assert "tcdcn/models/mtcnn/" + f in names, f
+    licence = zipfile.ZipFile(wheel).read("tcdcn/models/mtcnn/LICENSE").decode()
+    assert "MIT License" in licence and "Kaipeng Zhang" in licence
     assert "tcdcn/cli.py" in names and "tcdcn/__main__.py" in names
     assert not [n for n in names if n.endswith(".png") or "training_log" in n]
     assert not [n for n in names if n.startswith(("tests/", "shared/", "data/"))]

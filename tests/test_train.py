@@ -167,16 +167,13 @@ def test_sigterm_snapshots_and_the_stage_is_not_taken_as_done(tiny_lmdb, tmp_pat
 def test_an_incomplete_validation_record_is_not_counted():
     """caffe stopped during a test (early stop with --test-interval below the display
     interval) leaves a record without outputs: it is reported, not a TypeError."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("train_tool", REPO / "tools" / "train.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    from tcdcn.staged import on_test
     from tcdcn.training import StopRule, landmark_measure
     st = {"tests": []}
-    stopped = tool.on_test({"iter": 30}, st, landmark_measure, "landmark", StopRule(), "x", None)
+    stopped = on_test({"iter": 30}, st, landmark_measure, "landmark", StopRule(), "x", None)
     assert stopped is False and st["tests"][0]["measure"] is None
-    tool.on_test({"iter": 40, "landmark_loss": 0.5}, st, landmark_measure, "landmark",
-                 StopRule(), "x", None)
+    on_test({"iter": 40, "landmark_loss": 0.5}, st, landmark_measure, "landmark",
+            StopRule(), "x", None)
     assert [t["measure"] for t in st["tests"]] == [None, 0.5]
 
 

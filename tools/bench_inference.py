@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Inference speed (numbers printed, never asserted): ms per face for the landmark +
-attribute net alone at batch 1 and batched, Caffe vs OpenCV backend, and end to end
-(Haar detection + landmarks) on the demo image. Several runs, medians, one process.
+attribute net alone at batch 1 and batched, Caffe vs OpenCV backend; end to end with
+Detector()'s defaults (MTCNN + landmarks + attributes) on the demo image, on 150x150 AFLW
+faces and on a 640x480 photo of several faces, against stock Haar detection in the same
+process; the video tracking mode's cost per frame. Several runs, medians, one process.
 
   tools/bench_inference.py --model models/tcdcn_5pt [--threads 1] [--json OUT]
   tools/bench_inference.py --model models/tcdcn_68pt --baseline models/tcdcn_5pt --json OUT
@@ -31,10 +33,80 @@ def timed(fn, repeats: int) -> float:
     return statistics.median(samples)
 
 
+def end_to_end_suite(args, det, astronaut) -> dict:
+    """Detector() end to end on 150x150 AFLW faces and on a 640x480 photo of several faces,
+    against stock OpenCV Haar detection (default parameters) in the same process, and the
+    tracking mode's cost per frame between detections."""
+    import cv2
+    import numpy as np
+    from tcdcn.tracking import Tracker
+    root = Path(os.environ.get("TCDCN_DATA", "../shared/data"))
+    listing = root / "MTFL" / "testing.txt"
+    if listing.is_file():
+        from tcdcn.datasets import read_mtfl
+        paths = [s.image for s in read_mtfl(listing, root / "MTFL")[:args.faces]]
+        images = [cv2.imread(str(p)) for p in paths]
+        source = f"the first {len(images)} AFLW test images (MTFL testing.txt), 150x150"
+    else:
+        images = [cv2.resize(astronaut[40:240, 120:320], (150, 150))] * args.faces
+        source = "the astronaut's face resized to 150x150 (no AFLW here)"
+    haar = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+
+    def per_image(fn, imgs) -> float:
+        return timed(lambda: [fn(im) for im in imgs], max(3, args.repeats // 2)) / len(imgs)
+
+    greys = [cv2.cvtColor(im, cv2.COLOR_BGR2GRAY) for im in images]
+    t_haar = per_image(haar.detectMultiScale, greys)
+    t_e2e = per_image(det, images)
+    found = sum(len(det(im)) > 0 for im in images)
+    out = {"end_to_end_150": {
+        "images": source, "detector": repr(det), "ms_per_image": t_e2e * 1e3,
+        "stock_haar_ms_per_image": t_haar * 1e3, "ratio_to_haar": t_e2e / t_haar,
+        "images_with_a_face": found, "n_images": len(images)}}
+    print(f"end to end on {source}: {t_e2e * 1e3:.2f} ms per image (a face found in {found} of "
+          f"{len(images)}); stock Haar alone {t_haar * 1e3:.2f} ms: ratio {t_e2e / t_haar:.2f}")
+    # 640 x 480, several faces: a 4 x 3 grid of 150 x 150 faces, shrunk to fit
+    tiles = [cv2.resize(im, (160, 160)) for im in (images * 12)[:12]]
+    photo = np.vstack([np.hstack(tiles[r * 4:(r + 1) * 4]) for r in range(3)])
+    t_photo = timed(lambda: det(photo), args.repeats)
+    t_photo_haar = timed(lambda: haar.detectMultiScale(cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY)),
+                         args.repeats)
+    n_photo = len(det(photo))
+    out["end_to_end_640x480"] = {"faces_placed": 12, "faces_found": n_photo,
+                                 "ms_per_image": t_photo * 1e3,
+                                 "stock_haar_ms_per_image": t_photo_haar * 1e3}
+    print(f"end to end on a 640x480 photo of 12 faces: {t_photo * 1e3:.1f} ms ({n_photo} "
+          f"found); stock Haar alone {t_photo_haar * 1e3:.1f} ms")
+    # tracking: a face sliding across 320x240 frames; cost of the frames between detections
+    face = astronaut[40:200, 140:300]
+    frames = []
+    for k in range(60):
+        f = np.full((240, 320, 3), 110, np.uint8)
+        f[40:200, 20 + 2 * k // 3:180 + 2 * k // 3] = face
+        frames.append(f)
+    tracker = Tracker(det, redetect_every=1000)
+    tracker(frames[0])
+    follow = []
+    for f in frames[1:]:
+        start = time.perf_counter()
+        tracker(f)
+        follow.append(time.perf_counter() - start)
+    t_track = statistics.median(follow)
+    t_detect = timed(lambda: det(frames[0]), args.repeats)
+    out["tracking"] = {"ms_per_face_per_frame": t_track * 1e3,
+                       "detection_frame_ms": t_detect * 1e3,
+                       "detections": tracker.stats.detections, "frames": tracker.stats.frames}
+    print(f"tracking: {t_track * 1e3:.2f} ms per face per frame between detections "
+          f"(a detection frame: {t_detect * 1e3:.2f} ms; {tracker.stats.detections} detections "
+          f"in {tracker.stats.frames} frames)")
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", type=Path, default=None)
     p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--faces", type=int, default=200, help="AFLW images for the end-to-end run")
     p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
     p.add_argument("--baseline", type=Path,
                    help="another model folder timed the same way in this process (e.g. "
@@ -88,11 +160,12 @@ def main(argv=None) -> int:
     det = Detector(model_dir, batch=1)
     faces = det(image)
     end_to_end = timed(lambda: det(image), args.repeats)
-    detect_only = timed(lambda: det.detect(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)), args.repeats)
+    detect_only = timed(lambda: det.detect(image), args.repeats)
     results["end_to_end"] = {"image": "skimage astronaut 512x512", "faces": len(faces),
                              "ms_per_image": end_to_end * 1e3, "detector_ms": detect_only * 1e3}
     print(f"end to end on a 512x512 image ({len(faces)} face): {end_to_end * 1e3:.1f} ms, of which "
-          f"Haar detection {detect_only * 1e3:.1f} ms")
+          f"detection {detect_only * 1e3:.1f} ms")
+    results.update(end_to_end_suite(args, det, image))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0

@@ -34,8 +34,12 @@ def parse_args(argv):
                    default=Path(os.environ.get("TCDCN_DATA", "../shared/data")))
     p.add_argument("--list", type=Path, help="list file (mtfl default: MTFL/testing.txt)")
     p.add_argument("--boxes", choices=("list", "detector", "landmarks"), default="landmarks")
-    p.add_argument("--detector", choices=("haar", "mtcnn"), default="haar")
-    p.add_argument("--mtcnn", type=Path, help="folder with the MTCNN det1-3 models")
+    p.add_argument("--detector", choices=("mtcnn", "haar"), default="mtcnn")
+    p.add_argument("--mtcnn", type=Path, help="folder with the MTCNN det1-3 models "
+                                              "(default: the bundled ones)")
+    p.add_argument("--crop-from", choices=("box", "points"),
+                   help="MTCNN: crops from its calibrated box or its five points "
+                        "(default: model.json's detector_crop)")
     p.add_argument("--detect-pad", type=float, default=0.25,
                    help="border added before detection, as a fraction of the longer side")
     p.add_argument("--refine", type=int, default=None,
@@ -70,7 +74,7 @@ def main(argv=None) -> int:
         if args.refine is None:
             args.refine = int(model.meta.get("refine", 0))
         report = evaluate(model, samples, args.boxes, args.detector, args.mtcnn, args.refine,
-                          args.detect_pad)
+                          args.detect_pad, crop_from=args.crop_from)
     except (DataError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -11,12 +11,18 @@ import json
 import sys
 from pathlib import Path
 
+DETECTOR_ROWS = [  # suffix of the key, label
+    ("haar_boxes", "Haar boxes"),
+    ("mtcnn_boxes", "MTCNN box"),
+    ("mtcnn_boxes_refined", "MTCNN box, re-centred"),
+    ("mtcnn_points", "MTCNN points"),
+    ("mtcnn_points_refined", "MTCNN points, re-centred"),
+]
 ROWS = [  # (key in model.json's numbers, label)
     ("validation_list_boxes", "validation, CNN_FacePoint boxes"),
-    ("validation_haar_boxes", "validation, Haar boxes"),
+    *[(f"validation_{k}", f"validation, {label}") for k, label in DETECTOR_ROWS],
     ("aflw_landmark_boxes", "**AFLW, boxes from the landmarks**"),
-    ("aflw_haar_boxes", "AFLW, Haar boxes (default detector)"),
-    ("aflw_mtcnn_boxes", "AFLW, MTCNN boxes"),
+    *[(f"aflw_{k}", f"AFLW, {label}") for k, label in DETECTOR_ROWS],
 ]
 TASKS = ("gender", "smile", "glasses", "pose")
 
@@ -33,6 +39,7 @@ def rows(meta: dict) -> list[str]:
         faces = f"{r['n_faces']:,}" + (f" ({r['misses']})" if r["misses"] else "")
         attrs = [f"{r['attributes'][t]['accuracy']:.1f}" if t in r.get("attributes", {}) else "—"
                  for t in TASKS]
+        label = label_default(meta, key, label)
         out.append(f"| {label} | {faces} | {r['nme_mean']:.2f} | {r['failure_rate']:.1f} | "
                    f"{r['auc_10']:.3f} | " + " | ".join(attrs) + " |")
     aflw = numbers.get("aflw_landmark_boxes")
@@ -44,9 +51,20 @@ def rows(meta: dict) -> list[str]:
 
 ROWS_68 = [
     ("validation_landmarks_boxes", "validation, boxes from the landmarks"),
-    ("validation_haar_boxes", "validation, Haar boxes"),
-    ("validation_haar_boxes_refined", "validation, Haar boxes, re-centred"),
+    *[(f"validation_{k}", f"validation, {label}") for k, label in DETECTOR_ROWS],
 ]
+
+
+def default_detector_key(meta: dict, prefix: str) -> str:
+    """The numbers' key of the default detector path (MTCNN as model.json chose it)."""
+    crop = meta.get("detector_crop", {}).get("mtcnn", "box")
+    return (f"{prefix}_mtcnn_{'boxes' if crop == 'box' else 'points'}"
+            + ("_refined" if meta.get("refine") else ""))
+
+
+def label_default(meta: dict, key: str, label: str) -> str:
+    prefix = key.split("_", 1)[0]
+    return label + " (**default**)" if key == default_detector_key(meta, prefix) else label
 REGIONS = ("jaw", "brows", "nose", "eyes", "mouth")
 
 
@@ -60,6 +78,7 @@ def rows_68(meta: dict) -> list[str]:
         if not r or r.get("nme_mean") is None:
             continue
         faces = f"{r['n_faces']:,}" + (f" ({r['misses']})" if r["misses"] else "")
+        label = label_default(meta, key, label)
         out.append(f"| {label} | {faces} | {r['nme_mean']:.2f} | "
                    f"{r['inter_pupil']['nme_mean']:.2f} | {r['failure_rate']:.1f} | "
                    f"{r['auc_10']:.3f} | "

@@ -33,8 +33,8 @@ def parse_args(argv):
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--root", type=Path, default=Path(os.environ.get("TCDCN_DATA", "../shared/data")))
     p.add_argument("--calibration-faces", type=int, default=2000)
-    p.add_argument("--mtcnn", type=Path, default=Path(os.environ.get("TCDCN_MTCNN", "../shared/models/mtcnn")),
-                   help="MTCNN model folder (calibrated and evaluated when present)")
+    p.add_argument("--mtcnn", type=Path, default=None,
+                   help="MTCNN model folder (default: the bundled models)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--validation-only", action="store_true",
                    help="measure on the validation split only (ablations: never the test set)")
@@ -95,7 +95,8 @@ def main(argv=None) -> int:
     data_name = {"mtfl": "MTFL", "300w": "300-W (AFW + HELEN train)"}.get(dataset, dataset)
 
     calibrations = {}
-    mtcnn_dir = args.mtcnn if args.mtcnn and (args.mtcnn / "det1.prototxt").is_file() else None
+    from tcdcn.mtcnn import bundled_models
+    mtcnn_dir = args.mtcnn or bundled_models()
     if args.calibration_faces > 0:
         rng = np.random.default_rng(args.seed)
         pick = rng.choice(len(train), size=min(args.calibration_faces, len(train)), replace=False)
@@ -105,11 +106,10 @@ def main(argv=None) -> int:
         calibrations["haar"] = fit_calibration(
             HaarDetector(), [cv2.imread(str(train[i].image), cv2.IMREAD_GRAYSCALE) for i in pick],
             truth, fitted_on=fitted_on).as_dict()
-        if mtcnn_dir:
-            from tcdcn.mtcnn import MTCNNDetector
-            calibrations["mtcnn"] = fit_calibration(
-                MTCNNDetector(mtcnn_dir), [cv2.imread(str(train[i].image)) for i in pick],
-                truth, fitted_on=fitted_on).as_dict()
+        from tcdcn.mtcnn import MTCNNDetector   # the default detector
+        calibrations["mtcnn"] = fit_calibration(
+            MTCNNDetector(mtcnn_dir), [cv2.imread(str(train[i].image)) for i in pick],
+            truth, fitted_on=fitted_on).as_dict()
     stages = {k: {kk: v[kk] for kk in ("best_iter", "best_measure", "measure", "stopped_by_rule",
                                         "seconds") if kk in v}
               for k, v in state["stages"].items()}
@@ -186,19 +186,30 @@ def main(argv=None) -> int:
     (out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
     # Then keep the re-centred second pass if it helps.
     numbers = {val_key: evaluate(model, val, val_boxes)}
-    refine = 0
-    if "haar" in calibrations:   # no calibration, no meaningful detector numbers
-        haar_boxes = find_boxes(model, val, "detector", "haar")   # detect once, use twice
-        numbers["validation_haar_boxes"] = evaluate(model, val, "detector", "haar",
-                                                    boxes=haar_boxes)
-        numbers["validation_haar_boxes_refined"] = evaluate(model, val, "detector", "haar",
-                                                            refine=1, boxes=haar_boxes)
-        plain_nme = numbers["validation_haar_boxes"]["nme_mean"]
-        refined_nme = numbers["validation_haar_boxes_refined"]["nme_mean"]
-        refine = int(plain_nme is not None and refined_nme is not None and refined_nme < plain_nme)
+    # Detector crops and the re-centred second pass, chosen on validation: for MTCNN (the
+    # default detector) crops from its calibrated box or from its five points through the
+    # box rule, each with and without re-centring on the predicted points.
+    refine, crop_from = 0, "box"
+    if "mtcnn" in calibrations:   # no calibration, no meaningful detector numbers
+        model.meta["detector_calibration"] = calibrations
+        tried = {}
+        for name, placement in (("haar", "box"), ("mtcnn", "box"), ("mtcnn", "points")):
+            found = find_boxes(model, val, "detector", name, mtcnn_dir, crop_from=placement)
+            key = f"validation_{name}_{'boxes' if placement == 'box' else 'points'}"
+            for r in (0, 1):   # detect once, use twice
+                numbers[key + ("_refined" if r else "")] = evaluate(
+                    model, val, "detector", name, mtcnn_dir, refine=r, boxes=found,
+                    crop_from=placement)
+                if name == "mtcnn":
+                    tried[(placement, r)] = numbers[key + ("_refined" if r else "")]["nme_mean"]
+        crop_from, refine = min(tried, key=lambda k: tried[k])
+        meta["detector_choices"] = {f"{p}, refine {r}": v for (p, r), v in tried.items()}
+    meta["detector_crop"] = {"mtcnn": crop_from, "haar": "box"}
     meta["refine"] = refine
-    meta["refine_rule"] = ("1 when re-centring the crop on the predicted points lowered the "
-                           "validation NME with Haar boxes, else 0")
+    meta["refine_rule"] = ("MTCNN's crop placement (calibrated box or five points) and the "
+                           "second pass re-centred on the predicted points (refine 1) with the "
+                           "lowest validation NME")
+    model.meta.update(detector_crop=meta["detector_crop"])
     if args.validation_only:
         meta["numbers"] = {k: summary(v) for k, v in numbers.items()}
         (out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -219,15 +230,24 @@ def main(argv=None) -> int:
     numbers["aflw_landmark_boxes"] = evaluate(model, aflw, "landmarks", refine=refine)
     # a fixed slice that tests/test_released_model.py re-measures (catches crop/coordinate bugs)
     numbers[REGRESSION_SLICE] = evaluate(model, aflw[:300], "landmarks", refine=refine)
-    numbers["aflw_haar_boxes"] = evaluate(model, aflw, "detector", "haar", refine=refine)
-    if mtcnn_dir:
-        numbers["aflw_mtcnn_boxes"] = evaluate(model, aflw, "detector", "mtcnn", mtcnn_dir,
-                                               refine=refine)
+    numbers["aflw_haar_boxes"] = evaluate(model, aflw, "detector", "haar", refine=refine,
+                                          crop_from="box")
+    # MTCNN: the chosen placement is the default; the others are reported, not chosen here
+    for placement in ("box", "points"):
+        found = find_boxes(model, aflw, "detector", "mtcnn", mtcnn_dir, crop_from=placement)
+        key = f"aflw_mtcnn_{'boxes' if placement == 'box' else 'points'}"
+        for r in (0, 1):
+            numbers[key + ("_refined" if r else "")] = evaluate(
+                model, aflw, "detector", "mtcnn", mtcnn_dir, refine=r, boxes=found,
+                crop_from=placement)
+    default = f"aflw_mtcnn_{'boxes' if crop_from == 'box' else 'points'}" + \
+        ("_refined" if refine else "")
+    numbers["aflw_default_detector"] = numbers[default]
     for name, r in numbers.items():
         print(f"== {name}\n{format_table(r)}")
     plot_ced({"landmark-derived boxes": numbers["aflw_landmark_boxes"],
               "Haar detector boxes": numbers["aflw_haar_boxes"],
-              **({"MTCNN boxes": numbers["aflw_mtcnn_boxes"]} if mtcnn_dir else {})},
+              "MTCNN (default)": numbers["aflw_default_detector"]},
              out / "ced_aflw.png", "AFLW test (MTFL testing.txt, 2,995 faces)")
     meta["numbers"] = {k: summary(v) for k, v in numbers.items()}
     meta["numbers"]["note"] = ("validation: held-out MTFL training faces (used to stop "

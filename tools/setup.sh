@@ -7,7 +7,9 @@
 #   4. pycaffe and the `caffe` tool linked into .venv/, and the project package installed.
 #
 # Environment: TCDCN_CACHE (default ~/.cache/tcdcn-caffe), TCDCN_CUDA=ON for a CUDA build,
-# TCDCN_BLAS=openblas-openmp (default) or openblas-pthread,
+# TCDCN_BLAS=openblas-openmp (default) or openblas-pthread, TCDCN_NVCC=pypi to take nvcc
+# for the compile-only CUDA check from NVIDIA's PyPI wheels even where one is installed
+# (without one it always does), TCDCN_CUDA_CHECK=0 to skip that check's preparation,
 # TCDCN_CAFFE_TARBALL or TCDCN_CAFFE_SOURCE to build from your own Caffe tarball/checkout,
 # JOBS (default: all cores).
 # Usage: tools/setup.sh [--status]   (--status: say what would be done, change nothing)
@@ -62,21 +64,34 @@ fi
 PY="$VENV/bin/python"
 
 # ---- 3. Caffe build, cached by input hash -------------------------------------------------
+# unpack_wheels REQUIREMENTS DEST WHAT [--toolkit]: NVIDIA's wheels from PyPI, unpacked
+# into the cache once (tools/unpack_cuda_extra.py); nothing goes into the environment.
+unpack_wheels() {
+  local reqs="$1" dest="$2" what="$3"; shift 3
+  [ -f "$dest/.complete" ] && return 0
+  if [ $STATUS_ONLY = 1 ]; then say "would unpack $what into $dest"; return 0; fi
+  say "unpacking $what for the compile-only CUDA check into $dest"
+  "$PY" -m pip download -q --disable-pip-version-check --no-deps -r "$reqs" \
+    -d "$CACHE/downloads/cuda"
+  "$PY" "$ROOT/tools/unpack_cuda_extra.py" "$@" "$reqs" "$CACHE/downloads/cuda" "$dest"
+}
+# nvcc for the compile-only CUDA check: the machine's, else (or with TCDCN_NVCC=pypi) a
+# CUDA root laid out in the cache from NVIDIA's wheels on PyPI (tools/cuda-toolkit.txt).
+NVCC=""
+if [ "${TCDCN_CUDA_CHECK:-1}" = 1 ]; then
+  if [ "${TCDCN_NVCC:-}" != pypi ] && command -v nvcc >/dev/null; then
+    NVCC=$(command -v nvcc)
+  else
+    TOOLKIT="$CACHE/cuda-toolkit-$(sha256sum "$ROOT/tools/cuda-toolkit.txt" | cut -c1-12)"
+    unpack_wheels "$ROOT/tools/cuda-toolkit.txt" "$TOOLKIT" "nvcc from PyPI" --toolkit
+    if [ -x "$TOOLKIT/bin/nvcc" ]; then NVCC="$TOOLKIT/bin/nvcc"; fi
+  fi
+fi
 # cuBLAS/cuRAND headers for the compile-only CUDA check, where nvcc comes without them.
 CUDA_EXTRA=""
-if command -v nvcc >/dev/null && [ "${TCDCN_CUDA_CHECK:-1}" = 1 ]; then
+if [ -n "$NVCC" ]; then
   CUDA_EXTRA="$CACHE/cuda-extra-$(sha256sum "$ROOT/tools/cuda-extra.txt" | cut -c1-12)"
-  if [ ! -f "$CUDA_EXTRA/.complete" ]; then
-    if [ $STATUS_ONLY = 1 ]; then
-      say "would unpack cuBLAS/cuRAND headers into $CUDA_EXTRA"
-    else
-      say "unpacking cuBLAS/cuRAND headers for the CUDA compile check into $CUDA_EXTRA"
-      "$PY" -m pip download -q --disable-pip-version-check --no-deps \
-        -r "$ROOT/tools/cuda-extra.txt" -d "$CACHE/downloads/cuda"
-      "$PY" "$ROOT/tools/unpack_cuda_extra.py" "$ROOT/tools/cuda-extra.txt" \
-        "$CACHE/downloads/cuda" "$CUDA_EXTRA"
-    fi
-  fi
+  unpack_wheels "$ROOT/tools/cuda-extra.txt" "$CUDA_EXTRA" "cuBLAS/cuRAND headers"
 fi
 
 
@@ -150,7 +165,8 @@ chmod +x "$VENV/bin/caffe"
 cat > "$VENV/tcdcn-caffe-build.json" <<EOF
 {"key": "$key", "prefix": "$PREFIX", "build_dir": "$BUILD/build",
  "source_dir": "$BUILD/build/caffe-src", "gtest": "$BUILD/build/caffe/test/test.testbin",
- "cuda": "$CUDA", "cuda_extra": "$CUDA_EXTRA", "download_dir": "$CACHE/downloads"}
+ "cuda": "$CUDA", "cuda_extra": "$CUDA_EXTRA", "nvcc": "$NVCC",
+ "download_dir": "$CACHE/downloads"}
 EOF
 # The project's package (python/tcdcn), installed as a path entry, like an editable install.
 echo "$ROOT/python" > "$site/tcdcn.pth"

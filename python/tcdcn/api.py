@@ -3,6 +3,7 @@
     from tcdcn.api import Detector
     faces = Detector()("photo.jpg")          # list of Face (empty when there is none)
     for f in faces: print(f.box, f.landmarks, f.attributes)
+    Detector("tcdcn_68pt")("photo.jpg")      # 68 points; f.five_points works with either
 """
 from __future__ import annotations
 
@@ -13,14 +14,22 @@ import numpy as np
 
 from tcdcn.inference import Face, LandmarkModel, to_grey
 
-def _bundled_model() -> Path:
-    """The model shipped inside the package (tcdcn/models/tcdcn_5pt), found through
+def _bundled_model(name: str = "tcdcn_5pt") -> Path:
+    """A model shipped inside the package (tcdcn/models/NAME), found through
     importlib.resources so that it works from a checkout and from an installed wheel."""
     from importlib.resources import files
-    return Path(str(files("tcdcn.models") / "tcdcn_5pt"))
+    return Path(str(files("tcdcn.models") / name))
 
 
 DEFAULT_MODEL = _bundled_model()
+
+
+def resolve_model(model: str | Path) -> Path:
+    """A model folder, or the name of a bundled one ("tcdcn_5pt", "tcdcn_68pt")."""
+    path = Path(model)
+    if not path.exists() and len(path.parts) == 1 and _bundled_model(str(path)).is_dir():
+        return _bundled_model(str(path))
+    return path
 
 
 MAX_PIXELS = 100_000_000   # larger images are refused before decoding (memory)
@@ -103,26 +112,20 @@ def load_image(image) -> np.ndarray:
 
 
 class Detector:
-    """Haar face detection (calibrated to the training boxes) + the TCDCN model."""
+    """Face detection (MTCNN by default, the models ship in the package; or OpenCV's Haar
+    cascades), crops placed as the model's measurements chose (model.json), then the TCDCN
+    model."""
 
     def __init__(self, model: str | Path = DEFAULT_MODEL, batch: int = 64, min_face: int = 20,
-                 detector: str = "haar", mtcnn: str | Path | None = None,
-                 backend: str = "auto", refine: int | None = None, pad: float = 0.0):
-        from tcdcn.detect import Calibration, HaarDetector
-        self.model = LandmarkModel(model, batch=batch, backend=backend)
-        calib = Calibration(**self.model.meta.get("detector_calibration", {}).get(detector, {}))
-        if detector == "haar":
-            self.detector = HaarDetector(calib, min_size=min_face)
-        elif detector == "mtcnn":
-            from tcdcn.mtcnn import MTCNNDetector
-            if mtcnn is None:
-                raise ValueError("detector='mtcnn' needs the folder of the MTCNN models")
-            self.detector = MTCNNDetector(mtcnn, calib, min_size=min_face)
-        else:
+                 detector: str = "mtcnn", mtcnn: str | Path | None = None,
+                 backend: str = "auto", refine: int | None = None, pad: float = 0.0,
+                 crop_from: str | None = None):
+        from tcdcn.evaluation import make_detector
+        self.model = LandmarkModel(resolve_model(model), batch=batch, backend=backend)
+        if detector not in ("haar", "mtcnn"):
             raise ValueError(f"detector must be 'haar' or 'mtcnn', not {detector!r}")
-        if pad > 0:   # tight crops: let faces that touch the edges be found
-            from tcdcn.detect import Padded
-            self.detector = Padded(self.detector, pad)
+        # pad > 0: a border for tight crops, so that faces touching the edges are found
+        self.detector = make_detector(self.model, detector, mtcnn, pad, crop_from, min_face)
         self.wants_colour = detector == "mtcnn"
         # a second, re-centred pass only where the model's measurements say it helps
         self.refine = refine if refine is not None else int(self.model.meta.get("refine", 0))

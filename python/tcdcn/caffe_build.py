@@ -17,6 +17,7 @@ class CaffeBuild:
     cuda: bool
     cuda_extra: Path | None   # cuBLAS/cuRAND headers for the compile-only CUDA check
     download_dir: Path        # the fetched (verified) Caffe tarball lives here
+    nvcc: Path | None = None  # the machine's nvcc, or one laid out from PyPI (setup.sh)
 
     @property
     def caffe_tool(self) -> Path:
@@ -35,4 +36,5 @@ def build_info(venv: Path | None = None) -> CaffeBuild:
                       source_dir=Path(raw["source_dir"]), gtest=Path(raw["gtest"]),
                       cuda=str(raw.get("cuda", "OFF")).upper() == "ON",
                       cuda_extra=Path(raw["cuda_extra"]) if raw.get("cuda_extra") else None,
-                      download_dir=Path(raw["download_dir"]))
+                      download_dir=Path(raw["download_dir"]),
+                      nvcc=Path(raw["nvcc"]) if raw.get("nvcc") else None)

@@ -7,6 +7,8 @@ Writes one JSON line per image or video frame to OUT/faces.jsonl (path, frame, f
 box, score, landmarks and attributes); with --annotate also annotated images and videos
 under OUT/annotated/ (the inputs' paths below their common folder, plus .png or .mp4).
 --boxes FILE supplies boxes instead of the detector (lines: `image left top right bottom`).
+--track N follows the faces of a video with the landmark model and detects again every N
+frames or when a face fails MTCNN's face check (faces then carry a track_id).
 Bad files are reported and skipped; the exit code is 1 if any failed.
 """
 from __future__ import annotations
@@ -30,15 +32,27 @@ def parse_args(argv):
     p.add_argument("--model", type=Path, help="model folder (default: the bundled tcdcn_5pt)")
     p.add_argument("--backend", choices=("auto", "caffe", "opencv"), default="auto",
                    help="auto: this project's Caffe when pycaffe imports, else stock OpenCV dnn")
-    p.add_argument("--detector", choices=("haar", "mtcnn"), default="haar")
-    p.add_argument("--mtcnn", type=Path, help="folder with the MTCNN det1-3 models (not shipped)")
+    p.add_argument("--detector", choices=("mtcnn", "haar"), default="mtcnn",
+                   help="face detector (default mtcnn, its models ship with the package)")
+    p.add_argument("--mtcnn", type=Path,
+                   help="another folder with MTCNN det1-3 models (default: the bundled ones)")
+    p.add_argument("--crop-from", choices=("box", "points"),
+                   help="place crops from MTCNN's calibrated box or its five points "
+                        "(default: as model.json says)")
     p.add_argument("--boxes", type=Path, help="boxes file instead of the detector")
+    p.add_argument("--track", type=int, default=0, metavar="N",
+                   help="videos: follow faces with the landmark model, detecting again every "
+                        "N frames or when a face fails MTCNN's face check (0: detect every "
+                        "frame)")
     p.add_argument("--batch", type=int, default=64, help="images per batch")
     p.add_argument("--pad", type=float, default=0.0,
                    help="border added before detection (e.g. 0.25 for tight face crops)")
     p.add_argument("--annotate", action="store_true", help="write annotated images/videos")
     p.add_argument("--smooth", action="store_true", help="one-euro smoothing in videos")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.track < 0:
+        p.error(f"--track must be 0 (off) or a number of frames, not {args.track}")
+    return args
 
 
 def expand(inputs: list[Path], ignored: list[str] | None = None) -> list[Path]:
@@ -156,10 +170,12 @@ def main(argv=None) -> int:
     tqdm = progress_bar()
     from tcdcn.api import DEFAULT_MODEL, Detector, draw, load_image
     from tcdcn.smoothing import LandmarkSmoother
+    from tcdcn.tracking import Tracker
 
     try:
         detector = Detector(args.model or DEFAULT_MODEL, batch=args.batch,
                             detector=args.detector, mtcnn=args.mtcnn, backend=args.backend,
+                            crop_from=args.crop_from,
                             pad=args.pad)
         given = read_boxes(args.boxes) if args.boxes else None
     except (FileNotFoundError, ValueError) as err:
@@ -218,14 +234,16 @@ def main(argv=None) -> int:
                 continue
             fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
             total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-            smoother = LandmarkSmoother(fps) if args.smooth else None
+            tracker = (Tracker(detector, redetect_every=args.track,
+                               smooth_fps=fps if args.smooth else None) if args.track else None)
+            smoother = LandmarkSmoother(fps) if args.smooth and not tracker else None
             writer, frame_no = None, 0
             with tqdm(total=total, unit="frame", desc=f.name) as vbar:
                 while True:
                     ok, frame = cap.read()
                     if not ok:
                         break
-                    faces = detector(frame)
+                    faces = tracker(frame) if tracker else detector(frame)
                     if smoother:
                         faces = smoother(faces)
                     n_faces += len(faces)

@@ -24,6 +24,14 @@ class Calibration:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def invert(self, boxes: np.ndarray) -> np.ndarray:
+        """The detector-style square boxes that apply() maps onto these boxes."""
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        side = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) / self.scale
+        cx = (boxes[:, 0] + boxes[:, 2]) / 2 - self.dx * side
+        cy = (boxes[:, 1] + boxes[:, 3]) / 2 - self.dy * side
+        return np.stack([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2], axis=1)
+
     def apply(self, boxes: np.ndarray) -> np.ndarray:
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         side = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
@@ -41,14 +49,35 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float = 0.3) -> list[int]:
-    order = list(np.argsort(-scores))
+def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float = 0.3,
+        mode: str = "union") -> np.ndarray:
+    """Greedy non-maximum suppression, the one used everywhere (Haar and MTCNN): indices of
+    the kept boxes, best score first. Boxes are (left, top, right, bottom) edges. "union"
+    drops a box whose IoU with a kept one exceeds `threshold` (OpenCV's cv2.dnn.NMSBoxes);
+    "min" divides the intersection by the smaller box instead (MTCNN's last stage)."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    if len(boxes) == 0:
+        return np.zeros(0, dtype=int)
+    if mode == "union":
+        rects = np.stack([boxes[:, 0], boxes[:, 1], boxes[:, 2] - boxes[:, 0],
+                          boxes[:, 3] - boxes[:, 1]], axis=1)
+        ranked = scores - scores.min() + 1.0   # OpenCV wants scores above a threshold >= 0
+        keep = cv2.dnn.NMSBoxes(rects.tolist(), ranked.tolist(), 0.0, float(threshold))
+        return np.asarray(keep, dtype=int).ravel()
+    if mode != "min":
+        raise ValueError(f"mode must be 'union' or 'min', not {mode!r}")
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    order = np.argsort(-scores, kind="stable")
     keep = []
-    while order:
-        i = order.pop(0)
+    while len(order):
+        i, rest = order[0], order[1:]
         keep.append(i)
-        order = [j for j in order if iou(boxes[i], boxes[j]) < threshold]
-    return keep
+        w = np.clip(np.minimum(boxes[i, 2], boxes[rest, 2]) - np.maximum(boxes[i, 0], boxes[rest, 0]), 0, None)
+        h = np.clip(np.minimum(boxes[i, 3], boxes[rest, 3]) - np.maximum(boxes[i, 1], boxes[rest, 1]), 0, None)
+        overlap = w * h / np.maximum(np.minimum(area[i], area[rest]), 1e-12)
+        order = rest[overlap <= threshold]
+    return np.array(keep, dtype=int)
 
 
 class HaarDetector:
@@ -129,12 +158,39 @@ class Padded:
         self.detector, self.pad = detector, pad
         self.calibration = detector.calibration
 
-    def raw(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _padded(self, image: np.ndarray) -> tuple[np.ndarray, int]:
         b = int(round(self.pad * max(image.shape[:2])))
-        padded = cv2.copyMakeBorder(image, b, b, b, b, cv2.BORDER_REPLICATE)
+        return cv2.copyMakeBorder(image, b, b, b, b, cv2.BORDER_REPLICATE), b
+
+    def raw(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        padded, b = self._padded(image)
         boxes, scores = self.detector.raw(padded)
         return boxes - b, scores
+
+    def raw_points(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        padded, b = self._padded(image)
+        boxes, scores, points = self.detector.raw_points(padded)
+        return boxes - b, scores, points - b
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         boxes, scores = self.raw(image)
         return self.calibration.apply(boxes), scores
+
+
+class FromPoints:
+    """Crops placed from a detector's five points (MTCNN's O-Net) through the landmark
+    model's own box rule (boxes.py), instead of from its calibrated box: the same rule that
+    made the training boxes of faces without one."""
+
+    def __init__(self, detector, rule):
+        self.detector, self.rule = detector, rule
+        self.calibration = Calibration()
+
+    def raw(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from tcdcn.boxes import box_from_landmarks
+        _, scores, points = self.detector.raw_points(image)
+        boxes = np.array([box_from_landmarks(p, self.rule) for p in points]).reshape(-1, 4)
+        return boxes, scores
+
+    def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.raw(image)

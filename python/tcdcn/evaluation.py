@@ -1,12 +1,13 @@
 """Evaluate a model on a face list: landmarks (NME, failures, AUC, CED) and attributes.
 
 Boxes: `list` uses the list's own boxes; `landmarks` derives them from the true points with
-the calibrated rule of boxes.py (as for training faces without boxes); `detector` runs the
-Haar detector (calibrated with the model's stored calibration) and takes, for each face,
-the detection that overlaps its landmark-derived box most; a face whose best detection
-overlaps less than MIN_IOU is a miss and counts as a failure. Detectors run on the image
-with a replicated border (DETECT_PAD of its longer side), since the AFLW test images are
-tight crops whose faces touch the edges.
+the calibrated rule of boxes.py (as for training faces without boxes); `detector` runs MTCNN
+(the default; crops from its calibrated box or, where model.json says so, from its five
+points through the box rule) or the Haar cascades, and takes, for each face, the detection
+that overlaps its landmark-derived box most; a face whose best detection overlaps less than
+MIN_IOU is a miss and counts as a failure. Detectors run on the image with a replicated
+border (DETECT_PAD of its longer side), since the AFLW test images are tight crops whose
+faces touch the edges.
 """
 from __future__ import annotations
 
@@ -58,19 +59,31 @@ def boxes_for(samples: list[Sample], mode: str, detector=None,
 DETECT_PAD = 0.25   # border added before detection: the AFLW test images are tight crops
 
 
-def make_detector(model, name: str = "haar", mtcnn_dir=None, pad: float = DETECT_PAD):
-    """The named detector with the model's stored calibration for it, run with a border."""
+def make_detector(model, name: str = "mtcnn", mtcnn_dir=None, pad: float = DETECT_PAD,
+                  crop_from: str | None = None, min_size: int = 20):
+    """The named detector with the model's stored calibration for it, run with a border.
+    crop_from "points" (MTCNN only) places crops from the detector's five points through the
+    model's box rule; "box" from its calibrated box; None: as model.json says (else "box")."""
     calib = Calibration(**model.meta.get("detector_calibration", {}).get(name, {}))
+    if crop_from is None:
+        crop_from = model.meta.get("detector_crop", {}).get(name, "box")
+    if crop_from not in ("box", "points"):
+        raise ValueError(f"crop_from must be 'box' or 'points', not {crop_from!r}")
     if name == "haar":
-        detector = HaarDetector(calib)
+        if crop_from == "points":
+            raise ValueError("the Haar detector gives no points: use crop_from='box'")
+        detector = HaarDetector(calib, min_size=min_size)
     elif name == "mtcnn":
         from tcdcn.mtcnn import MTCNNDetector
-        if mtcnn_dir is None:
-            raise DataError("--detector mtcnn needs the MTCNN model folder (--mtcnn DIR)")
-        detector = MTCNNDetector(mtcnn_dir, calib)
+        detector = MTCNNDetector(mtcnn_dir, calib, min_size=min_size)
     else:
         raise ValueError(f"unknown detector {name!r}")
-    return Padded(detector, pad) if pad > 0 else detector
+    detector = Padded(detector, pad) if pad > 0 else detector
+    if crop_from == "points":
+        from tcdcn.boxes import rule_for
+        from tcdcn.detect import FromPoints
+        detector = FromPoints(detector, rule_for(model.scheme.count))
+    return detector
 
 
 def load_images(samples: list[Sample], want_colour: bool) -> tuple[dict, dict]:
@@ -93,23 +106,27 @@ def load_images(samples: list[Sample], want_colour: bool) -> tuple[dict, dict]:
     return images, colour
 
 
-def find_boxes(model, samples: list[Sample], mode: str, detector_name: str = "haar",
-               mtcnn_dir=None, pad: float = DETECT_PAD, images=None, colour=None) -> list:
+def find_boxes(model, samples: list[Sample], mode: str, detector_name: str = "mtcnn",
+               mtcnn_dir=None, pad: float = DETECT_PAD, images=None, colour=None,
+               crop_from: str | None = None) -> list:
     """The box (or None for a miss) evaluate() would use for each face."""
     if images is None:
         images, colour = load_images(samples, mode == "detector" and detector_name == "mtcnn")
-    detector = make_detector(model, detector_name, mtcnn_dir, pad) if mode == "detector" else None
+    detector = (make_detector(model, detector_name, mtcnn_dir, pad, crop_from)
+                if mode == "detector" else None)
     return boxes_for(samples, mode, detector, colour or images)
 
 
-def evaluate(model, samples: list[Sample], mode: str, detector_name: str = "haar",
-             mtcnn_dir=None, refine: int = 0, pad: float = DETECT_PAD, boxes=None) -> dict:
+def evaluate(model, samples: list[Sample], mode: str, detector_name: str = "mtcnn",
+             mtcnn_dir=None, refine: int = 0, pad: float = DETECT_PAD, boxes=None,
+             crop_from: str | None = None) -> dict:
     """Run `model` (inference.LandmarkModel) on every face; the report as a dict.
     `boxes` (one per sample, None for a miss) skips box finding: reuse them when the same
     faces are evaluated twice, e.g. with and without refinement."""
     images, colour = load_images(samples, mode == "detector" and detector_name == "mtcnn")
     if boxes is None:
-        boxes = find_boxes(model, samples, mode, detector_name, mtcnn_dir, pad, images, colour)
+        boxes = find_boxes(model, samples, mode, detector_name, mtcnn_dir, pad, images, colour,
+                           crop_from)
     k = model.scheme.count
     pred = np.full((len(samples), k, 2), np.nan)
     attr_pred = {t.name: np.full(len(samples), -1) for t in model.tasks}
@@ -124,8 +141,11 @@ def evaluate(model, samples: list[Sample], mode: str, detector_name: str = "haar
             for t in model.tasks:
                 attr_pred[t.name][i] = t.classes.index(face.attributes[t.name][0])
     gt = np.array([s.landmarks for s in samples])
-    report = {"boxes": mode if mode != "detector" else f"detector ({detector_name}, "
-                                                         f"image padded by {pad:.0%})",
+    if crop_from is None:
+        crop_from = model.meta.get("detector_crop", {}).get(detector_name, "box")
+    report = {"boxes": mode if mode != "detector" else
+              f"detector ({detector_name}, image padded by {pad:.0%}, crops from its "
+              f"{'points' if crop_from == 'points' else 'calibrated box'})",
 
               "refine": refine,
               **landmark_report(pred, gt, model.scheme)}

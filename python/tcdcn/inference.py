@@ -23,6 +23,7 @@ class Face:
     landmarks: np.ndarray              # K x 2, image pixels
     attributes: dict = field(default_factory=dict)  # task -> (label, probability)
     scheme: str = "5pt"                # the landmark scheme (schemes.SCHEMES)
+    track_id: int | None = None        # video tracking (tracking.Tracker): one id per face
 
     @property
     def pose(self) -> str | None:
@@ -45,6 +46,8 @@ class Face:
                               for k, v in self.attributes.items()}}
         if self.scheme != "5pt":
             out["five_points"] = rounded(self.five_points)
+        if self.track_id is not None:
+            out["track_id"] = self.track_id
         return out
 
 

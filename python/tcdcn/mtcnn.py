@@ -1,7 +1,8 @@
 """MTCNN face detection (Zhang et al., IEEE SPL 2016) with the authors' original Caffe models,
-run through OpenCV dnn. The models are not part of this project: pass their folder
+run through OpenCV dnn. The models (MIT licence) ship in the package: tcdcn/models/mtcnn
 (det1/det2/det3 .prototxt + .caffemodel, from the authors' public repository
-kpzhang93/MTCNN_face_detection_alignment, code/codes/MTCNNv1/model).
+kpzhang93/MTCNN_face_detection_alignment, code/codes/MTCNNv1/model); another folder with
+the same files can be passed instead.
 
 The models were trained from Matlab (column-major images): every input is fed transposed
 (x and y swapped), RGB, scaled as (pixel - 127.5) / 128.
@@ -13,33 +14,21 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tcdcn.detect import Calibration
+from tcdcn.detect import Calibration, nms
+
+def bundled_models() -> Path:
+    """The MTCNN models shipped in the package (found through importlib.resources)."""
+    from importlib.resources import files
+    return Path(str(files("tcdcn.models") / "mtcnn"))
+
 
 THRESHOLDS = (0.6, 0.7, 0.7)
 FACTOR = 0.709
 
 
 def _nms(boxes: np.ndarray, threshold: float, mode: str = "union") -> np.ndarray:
-    if len(boxes) == 0:
-        return np.zeros(0, dtype=int)
-    x1, y1, x2, y2, s = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3], boxes[:, 4]
-    area = (x2 - x1 + 1) * (y2 - y1 + 1)
-    order = np.argsort(s)[::-1]
-    keep = []
-    while len(order):
-        i = order[0]
-        keep.append(i)
-        xx1 = np.maximum(x1[i], x1[order[1:]])
-        yy1 = np.maximum(y1[i], y1[order[1:]])
-        xx2 = np.minimum(x2[i], x2[order[1:]])
-        yy2 = np.minimum(y2[i], y2[order[1:]])
-        inter = np.maximum(0, xx2 - xx1 + 1) * np.maximum(0, yy2 - yy1 + 1)
-        if mode == "min":
-            o = inter / np.minimum(area[i], area[order[1:]])
-        else:
-            o = inter / (area[i] + area[order[1:]] - inter)
-        order = order[1:][o <= threshold]
-    return np.array(keep, dtype=int)
+    """detect.nms on MTCNN's (x1, y1, x2, y2, score, ...) rows."""
+    return nms(boxes[:, :4], boxes[:, 4], threshold, mode)
 
 
 def _regress(boxes: np.ndarray, reg: np.ndarray) -> np.ndarray:
@@ -81,9 +70,9 @@ def _crops(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
 class MTCNNDetector:
     """Three-stage MTCNN cascade; returns calibrated boxes like HaarDetector."""
 
-    def __init__(self, folder: str | Path, calibration: Calibration | None = None,
+    def __init__(self, folder: str | Path | None = None, calibration: Calibration | None = None,
                  min_size: int = 20, thresholds=THRESHOLDS):
-        folder = Path(folder)
+        folder = Path(folder) if folder is not None else bundled_models()
         missing = [f"det{i}.{ext}" for i in (1, 2, 3) for ext in ("prototxt", "caffemodel")
                    if not (folder / f"det{i}.{ext}").is_file()]
         if missing:
@@ -91,17 +80,46 @@ class MTCNNDetector:
                 f"{folder}: MTCNN model files missing ({', '.join(missing)}); get det1-3 from "
                 "the authors' repository kpzhang93/MTCNN_face_detection_alignment "
                 "(code/codes/MTCNNv1/model)")
-        self.nets = [cv2.dnn.readNetFromCaffe(str(folder / f"det{i}.prototxt"),
-                                              str(folder / f"det{i}.caffemodel")) for i in (1, 2, 3)]
+        self.nets = []
+        for i in (1, 2, 3):
+            try:
+                self.nets.append(cv2.dnn.readNetFromCaffe(str(folder / f"det{i}.prototxt"),
+                                                          str(folder / f"det{i}.caffemodel")))
+            except cv2.error as err:
+                raise ValueError(f"{folder / f'det{i}.caffemodel'}: OpenCV cannot load this MTCNN "
+                                 f"model ({str(err).strip().splitlines()[-1]})") from None
         self.calibration = calibration or Calibration()
         self.min_size = min_size
         self.thresholds = thresholds
 
-    def raw(self, grey_or_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    @staticmethod
+    def _input(grey_or_bgr: np.ndarray) -> np.ndarray:
         img = grey_or_bgr
         if img.ndim == 2:
             img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-        img = (cv2.cvtColor(img, cv2.COLOR_BGR2RGB).astype(np.float32) - 127.5) * 0.0078125
+        elif img.shape[2] == 4:
+            img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+        return (cv2.cvtColor(img, cv2.COLOR_BGR2RGB).astype(np.float32) - 127.5) * 0.0078125
+
+    def face_scores(self, grey_or_bgr: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """O-Net's face probability for each given (uncalibrated, MTCNN-style) box: the
+        face evidence a tracker checks its crops with."""
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        if len(boxes) == 0:
+            return np.zeros(0)
+        onet = self.nets[2]
+        onet.setInput(_crops(self._input(grey_or_bgr), _square(boxes), 48))
+        return onet.forward("prob1")[:, 1].astype(np.float64).ravel()
+
+    def raw(self, grey_or_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Uncalibrated boxes (left, top, right, bottom) and scores, best first."""
+        boxes, scores, _ = self.raw_points(grey_or_bgr)
+        return boxes, scores
+
+    def raw_points(self, grey_or_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Boxes, scores and O-Net's five points (N x 5 x 2: eyes, nose, mouth corners, left
+        and right as seen in the image, the MTFL order), best first."""
+        img = self._input(grey_or_bgr)
         h, w = img.shape[:2]
         pnet, rnet, onet = self.nets
         # stage 1: P-Net over a pyramid
@@ -126,7 +144,7 @@ class MTCNNDetector:
             scale *= FACTOR
             minl *= FACTOR
         if not candidates:
-            return np.zeros((0, 4)), np.zeros(0)
+            return np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2))
         boxes = np.concatenate(candidates)
         boxes = boxes[_nms(boxes, 0.7)]
         boxes = np.concatenate([_square(_regress(boxes[:, :5], boxes[:, 5:9]))], axis=0)
@@ -136,22 +154,28 @@ class MTCNNDetector:
         keep = prob[:, 1] > self.thresholds[1]
         boxes, reg = boxes[keep], reg[keep]
         if len(boxes) == 0:
-            return np.zeros((0, 4)), np.zeros(0)
+            return np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2))
         boxes[:, 4] = prob[keep, 1]
         pick = _nms(boxes, 0.7)
         boxes = _square(_regress(boxes[pick], reg[pick]))
         # stage 3: O-Net
         onet.setInput(_crops(img, boxes, 48))
-        prob, reg, _points = onet.forward(["prob1", "conv6-2", "conv6-3"])
+        prob, reg, pts = onet.forward(["prob1", "conv6-2", "conv6-3"])
         keep = prob[:, 1] > self.thresholds[2]
-        boxes, reg = boxes[keep], reg[keep]
+        boxes, reg, pts = boxes[keep], reg[keep], pts[keep]
         if len(boxes) == 0:
-            return np.zeros((0, 4)), np.zeros(0)
+            return np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2))
         boxes[:, 4] = prob[keep, 1]
+        # points are relative to the box O-Net was given (x in the first five values)
+        w = (boxes[:, 2] - boxes[:, 0] + 1)[:, None]
+        h = (boxes[:, 3] - boxes[:, 1] + 1)[:, None]
+        points = np.stack([boxes[:, 0:1] + w * pts[:, 0:5], boxes[:, 1:2] + h * pts[:, 5:10]],
+                          axis=2)
         boxes = _regress(boxes, reg)
-        boxes = boxes[_nms(boxes, 0.7, "min")]
+        pick = _nms(boxes, 0.7, "min")
+        boxes, points = boxes[pick], points[pick]
         order = np.argsort(-boxes[:, 4])
-        return boxes[order, :4], boxes[order, 4]
+        return boxes[order, :4], boxes[order, 4], points[order]
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         boxes, scores = self.raw(image)
