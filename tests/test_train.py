@@ -164,6 +164,28 @@ def test_sigterm_snapshots_and_the_stage_is_not_taken_as_done(tiny_lmdb, tmp_pat
     assert last >= 20   # caffe snapshotted where it stopped
 
 
+def test_continue_another_run_from_its_weights(tiny_lmdb, tmp_path, python_exe):
+    """--init-weights + --stages: train an earlier run's model longer, only the stages named,
+    starting from all of its weights."""
+    first = tmp_path / "first"
+    out = run([python_exe, REPO / "tools" / "train.py", "--lmdb", tiny_lmdb, "--run", first,
+               "--landmarks-only", *TINY])
+    assert out.returncode == 0, out.stderr[-3000:]
+    more = tmp_path / "more"
+    weights = first / "best.caffemodel"
+    out = run([python_exe, REPO / "tools" / "train.py", "--lmdb", tiny_lmdb, "--run", more,
+               *TINY, "--init-weights", weights, "--stages", "finetune", "heads",
+               "--refit-heads", "10"])
+    assert out.returncode == 0, out.stderr[-3000:]
+    state = json.loads((more / "state.json").read_text())
+    assert list(state["stages"]) == ["finetune", "heads"]
+    assert f"-weights {weights.resolve()}" in state["commands"][0]
+    assert state["init_weights"] == str(weights.resolve())
+    bad = run([python_exe, REPO / "tools" / "train.py", "--lmdb", tiny_lmdb, "--run",
+               tmp_path / "x", *TINY, "--stages", "heads"])
+    assert bad.returncode == 2 and "--refit-heads" in bad.stderr
+
+
 def test_an_incomplete_validation_record_is_not_counted():
     """caffe stopped during a test (early stop with --test-interval below the display
     interval) leaves a record without outputs: it is reported, not a TypeError."""

@@ -53,7 +53,8 @@ def portable(text: str, run: Path, lmdb: Path, caffe_tool: Path) -> str:
     as runs/<name> and lmdb/<name>, the cached caffe binary as `caffe` (.venv/bin/caffe)."""
     return (text.replace(str(caffe_tool), "caffe")
                 .replace(str(run.resolve()), f"runs/{run.resolve().name}")
-                .replace(str(lmdb.resolve()), f"lmdb/{lmdb.resolve().name}"))
+                .replace(str(lmdb.resolve()), f"lmdb/{lmdb.resolve().name}")
+                .replace(str(REPO) + "/", ""))
 
 
 def summary(report: dict) -> dict:
@@ -142,6 +143,7 @@ def main(argv=None) -> int:
                      "train_faces": manifest["counts"]["train_faces"],
                      "val_faces": manifest["counts"]["val_faces"],
                      "stages": stages, "iterations_to_best": iters,
+                     "init_weights": state.get("init_weights"),
                      "caps": state.get("caps", {}),
                      "invocations": state.get("invocations", []),
                      "samples_seen_to_best": iters * batch},

@@ -54,10 +54,17 @@ def parse_args(argv):
                       help="no ReLU after the z-score (the default; kept for old commands)")
     p.add_argument("--landmarks-only", action="store_true",
                    help="no auxiliary tasks (implied by an LMDB without attribute labels)")
-    p.add_argument("--init-trunk", type=Path, metavar="MODEL",
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--init-trunk", type=Path, metavar="MODEL",
                    help="start from the conv1-3 weights of a released model folder (or a "
                         ".caffemodel of the same trunk); conv4 on start freshly initialised "
                         "(the 68-point recipe)")
+    start.add_argument("--init-weights", type=Path, metavar="CAFFEMODEL",
+                       help="start the first stage from all of these weights (e.g. another "
+                            "run's best.caffemodel, to train it longer)")
+    p.add_argument("--stages", nargs="+", choices=("multitask", "landmarks", "finetune", "heads"),
+                   help="run only these stages, in this order (e.g. finetune heads with "
+                        "--init-weights); default: all that the options imply")
     p.add_argument("--freeze-trunk", choices=("none", "first", "all"), default="none",
                    help="conv1-3 frozen in no stage, in the first stage only, or in all")
     p.add_argument("--trunk-lr-mult", type=float, default=1.0,
@@ -69,6 +76,8 @@ def parse_args(argv):
     p.add_argument("--force", action="store_true",
                    help="continue a run folder although its recorded options differ")
     args = p.parse_args(argv)
+    if args.stages and "heads" in args.stages and args.refit_heads <= 0:
+        p.error("--stages heads needs --refit-heads ITERS (its cap)")
     if args.lr is None:
         from tcdcn.net import SolverOptions
         args.lr = SolverOptions().base_lr

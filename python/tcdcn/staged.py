@@ -26,7 +26,8 @@ STAGE_ORDER = STAGES[:3]      # + "heads" with --refit-heads
 # The iteration caps (--max-iter, --refit-heads) may change: a run can be extended.
 RUN_OPTIONS = ("test_interval", "patience", "smooth", "batch", "lr", "lr_policy", "width",
                "seed", "conv4", "activation", "relu_after_norm", "landmarks_only",
-               "unstaged", "init_trunk", "freeze_trunk", "trunk_lr_mult")
+               "unstaged", "init_trunk", "freeze_trunk", "trunk_lr_mult", "init_weights",
+               "stages")
 
 
 def run_options(args) -> dict:
@@ -56,6 +57,8 @@ def stage_caps(args) -> dict[str, int]:
 
 
 def stages_for(args) -> list[str]:
+    if getattr(args, "stages", None):
+        return list(args.stages)
     if args.unstaged:
         return ["multitask"]
     if args.landmarks_only:
@@ -340,6 +343,9 @@ def train(args, command: str) -> int:
         args.landmarks_only = True
     if args.init_trunk is not None and not args.init_trunk.exists():
         raise SystemExit(f"error: --init-trunk {args.init_trunk}: no such model folder or file")
+    init_weights = getattr(args, "init_weights", None)
+    if init_weights is not None and not init_weights.is_file():
+        raise SystemExit(f"error: --init-weights {init_weights}: no such file")
     if manifest["counts"]["val_records"] == 0:
         raise SystemExit(f"error: {args.lmdb} has no validation faces; rebuild it with "
                          "--val-fraction above 0 (validation chooses snapshots and stops stages)")
@@ -367,6 +373,8 @@ def train(args, command: str) -> int:
             raise SystemExit(f"error: --init-trunk {args.init_trunk}: {err}")
         state["init_weights"] = str(init)
         print(f"wrote {init}: conv1-3 from {args.init_trunk}, the rest freshly initialised")
+    if init_weights is not None and not state.get("init_weights"):
+        state["init_weights"] = str(init_weights.resolve())
     # every invocation is kept; the latest (its caps may differ) is the run's command
     state.setdefault("invocations", [])
     if not state["invocations"] or state["invocations"][-1] != command:
