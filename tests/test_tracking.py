@@ -46,7 +46,7 @@ def test_tracker_follows_leaves_and_refinds():
     from tcdcn.api import Detector
     from tcdcn.tracking import Tracker
     detector = Detector(backend="opencv")
-    tracker = Tracker(detector, redetect_every=100)   # only the face check and emptiness
+    tracker = Tracker(detector, redetect_every=100, check_every=1)   # check every frame
     frames, offsets = clip()
     first = None
     for k, (frame, x) in enumerate(zip(frames, offsets)):

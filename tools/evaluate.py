@@ -40,8 +40,9 @@ def parse_args(argv):
     p.add_argument("--crop-from", choices=("box", "points"),
                    help="MTCNN: crops from its calibrated box or its five points "
                         "(default: model.json's detector_crop)")
-    p.add_argument("--detect-pad", type=float, default=0.25,
-                   help="border added before detection, as a fraction of the longer side")
+    p.add_argument("--detect-pad", type=float, nargs="+", default=None, metavar="FRACTION",
+                   help="borders tried before detection, as Detector() does (default: 0.1, "
+                        "else 0.25 where that found no face)")
     p.add_argument("--refine", type=int, default=None,
                    help="re-centre the crop on the predicted points and predict again, N times "
                         "(default: model.json's refine, chosen on validation)")
@@ -74,7 +75,8 @@ def main(argv=None) -> int:
         if args.refine is None:
             args.refine = int(model.meta.get("refine", 0))
         report = evaluate(model, samples, args.boxes, args.detector, args.mtcnn, args.refine,
-                          args.detect_pad, crop_from=args.crop_from)
+                          "auto" if args.detect_pad is None else args.detect_pad,
+                          crop_from=args.crop_from)
     except (DataError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -118,13 +118,14 @@ class Detector:
 
     def __init__(self, model: str | Path = DEFAULT_MODEL, batch: int = 64, min_face: int = 20,
                  detector: str = "mtcnn", mtcnn: str | Path | None = None,
-                 backend: str = "auto", refine: int | None = None, pad: float = 0.0,
+                 backend: str = "auto", refine: int | None = None, pad="auto",
                  crop_from: str | None = None):
         from tcdcn.evaluation import make_detector
         self.model = LandmarkModel(resolve_model(model), batch=batch, backend=backend)
         if detector not in ("haar", "mtcnn"):
             raise ValueError(f"detector must be 'haar' or 'mtcnn', not {detector!r}")
-        # pad > 0: a border for tight crops, so that faces touching the edges are found
+        # a border for tight crops, so that faces touching the edges are found: "auto" is
+        # detect.DEFAULT_PADS (10%, else 25% where that found nothing); 0 for none
         self.detector = make_detector(self.model, detector, mtcnn, pad, crop_from, min_face)
         self.wants_colour = detector == "mtcnn"
         # a second, re-centred pass only where the model's measurements say it helps

@@ -45,8 +45,10 @@ def parse_args(argv):
                         "N frames or when a face fails MTCNN's face check (0: detect every "
                         "frame)")
     p.add_argument("--batch", type=int, default=64, help="images per batch")
-    p.add_argument("--pad", type=float, default=0.0,
-                   help="border added before detection (e.g. 0.25 for tight face crops)")
+    p.add_argument("--pad", type=float, nargs="+", default=None, metavar="FRACTION",
+                   help="border added before detection, as fractions of the longer side, "
+                        "each tried while none found a face (default: 0.1 then 0.25, for "
+                        "tight face crops; 0 for none)")
     p.add_argument("--annotate", action="store_true", help="write annotated images/videos")
     p.add_argument("--smooth", action="store_true", help="one-euro smoothing in videos")
     args = p.parse_args(argv)
@@ -176,7 +178,7 @@ def main(argv=None) -> int:
         detector = Detector(args.model or DEFAULT_MODEL, batch=args.batch,
                             detector=args.detector, mtcnn=args.mtcnn, backend=args.backend,
                             crop_from=args.crop_from,
-                            pad=args.pad)
+                            pad="auto" if args.pad is None else args.pad)
         given = read_boxes(args.boxes) if args.boxes else None
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -149,27 +149,60 @@ def fit_calibration(detector: HaarDetector, images: list[np.ndarray], boxes: lis
                        scale=float(np.median(scales)), n_faces=len(scales), fitted_on=fitted_on)
 
 
+# The border detection adds by default, as fractions of the image's longer side: first 0.1
+# (faces that touch the edge of a tight crop, such as AFLW's 150x150 images, are found, at
+# about 20% more detection time), then, only where that found no face, 0.25.
+DEFAULT_PADS = (0.1, 0.25)
+
+
+def pad_list(pad) -> tuple[float, ...]:
+    """A pad (a fraction, or "auto" / None for DEFAULT_PADS) or a sequence of pads."""
+    if pad is None or pad == "auto":
+        return DEFAULT_PADS
+    pads = tuple(float(p) for p in (pad if isinstance(pad, (list, tuple)) else (pad,)))
+    if not pads or any(p < 0 for p in pads):
+        raise ValueError(f"pad must be 'auto', a fraction >= 0 or a list of them, not {pad!r}")
+    return pads
+
+
+def describe_pads(pad) -> str:
+    pads = pad_list(pad)
+    if pads == (0.0,):
+        return "no border"
+    return "image padded by " + ", else ".join(f"{p:.0%}" for p in pads)
+
+
 class Padded:
     """Runs a detector on the image with a replicated border of `pad` x its longer side, so
     that faces touching the image edge (tight crops such as AFLW's) can still be found;
-    boxes come back in the original image's coordinates, then get the calibration."""
+    boxes come back in the original image's coordinates, then get the calibration. With a
+    sequence of pads, the next one is tried only while none found a face."""
 
-    def __init__(self, detector, pad: float):
-        self.detector, self.pad = detector, pad
+    def __init__(self, detector, pad):
+        self.detector, self.pads = detector, pad_list(pad)
         self.calibration = detector.calibration
 
-    def _padded(self, image: np.ndarray) -> tuple[np.ndarray, int]:
-        b = int(round(self.pad * max(image.shape[:2])))
+    @staticmethod
+    def _padded(image: np.ndarray, pad: float) -> tuple[np.ndarray, int]:
+        b = int(round(pad * max(image.shape[:2])))
+        if b == 0:
+            return image, 0
         return cv2.copyMakeBorder(image, b, b, b, b, cv2.BORDER_REPLICATE), b
 
     def raw(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        padded, b = self._padded(image)
-        boxes, scores = self.detector.raw(padded)
+        for pad in self.pads:
+            padded, b = self._padded(image, pad)
+            boxes, scores = self.detector.raw(padded)
+            if len(boxes):
+                break
         return boxes - b, scores
 
     def raw_points(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        padded, b = self._padded(image)
-        boxes, scores, points = self.detector.raw_points(padded)
+        for pad in self.pads:
+            padded, b = self._padded(image, pad)
+            boxes, scores, points = self.detector.raw_points(padded)
+            if len(boxes):
+                break
         return boxes - b, scores, points - b
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -5,9 +5,9 @@ the calibrated rule of boxes.py (as for training faces without boxes); `detector
 (the default; crops from its calibrated box or, where model.json says so, from its five
 points through the box rule) or the Haar cascades, and takes, for each face, the detection
 that overlaps its landmark-derived box most; a face whose best detection overlaps less than
-MIN_IOU is a miss and counts as a failure. Detectors run on the image with a replicated
-border (DETECT_PAD of its longer side), since the AFLW test images are tight crops whose
-faces touch the edges.
+MIN_IOU is a miss and counts as a failure. Detectors run as Detector() runs them by
+default: with a replicated border (detect.DEFAULT_PADS: 10% of the longer side, else 25%
+where that found nothing), since tight crops such as AFLW's have faces touching the edges.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import numpy as np
 
 from tcdcn.boxes import box_from_landmarks
 from tcdcn.datasets import DataError, Sample
-from tcdcn.detect import Calibration, HaarDetector, Padded, iou
+from tcdcn.detect import Calibration, HaarDetector, Padded, describe_pads, iou, pad_list
 from tcdcn.metrics import attribute_report, landmark_report
 from tcdcn.schemes import IBUG68_PUPILS, TASKS
 
@@ -56,10 +56,10 @@ def boxes_for(samples: list[Sample], mode: str, detector=None,
     raise ValueError(f"unknown box mode {mode!r}")
 
 
-DETECT_PAD = 0.25   # border added before detection: the AFLW test images are tight crops
+DETECT_PAD = "auto"   # the borders Detector() adds by default (detect.DEFAULT_PADS)
 
 
-def make_detector(model, name: str = "mtcnn", mtcnn_dir=None, pad: float = DETECT_PAD,
+def make_detector(model, name: str = "mtcnn", mtcnn_dir=None, pad=DETECT_PAD,
                   crop_from: str | None = None, min_size: int = 20):
     """The named detector with the model's stored calibration for it, run with a border.
     crop_from "points" (MTCNN only) places crops from the detector's five points through the
@@ -78,7 +78,7 @@ def make_detector(model, name: str = "mtcnn", mtcnn_dir=None, pad: float = DETEC
         detector = MTCNNDetector(mtcnn_dir, calib, min_size=min_size)
     else:
         raise ValueError(f"unknown detector {name!r}")
-    detector = Padded(detector, pad) if pad > 0 else detector
+    detector = Padded(detector, pad) if pad_list(pad) != (0.0,) else detector
     if crop_from == "points":
         from tcdcn.boxes import rule_for
         from tcdcn.detect import FromPoints
@@ -107,7 +107,7 @@ def load_images(samples: list[Sample], want_colour: bool) -> tuple[dict, dict]:
 
 
 def find_boxes(model, samples: list[Sample], mode: str, detector_name: str = "mtcnn",
-               mtcnn_dir=None, pad: float = DETECT_PAD, images=None, colour=None,
+               mtcnn_dir=None, pad=DETECT_PAD, images=None, colour=None,
                crop_from: str | None = None) -> list:
     """The box (or None for a miss) evaluate() would use for each face."""
     if images is None:
@@ -118,7 +118,7 @@ def find_boxes(model, samples: list[Sample], mode: str, detector_name: str = "mt
 
 
 def evaluate(model, samples: list[Sample], mode: str, detector_name: str = "mtcnn",
-             mtcnn_dir=None, refine: int = 0, pad: float = DETECT_PAD, boxes=None,
+             mtcnn_dir=None, refine: int = 0, pad=DETECT_PAD, boxes=None,
              crop_from: str | None = None) -> dict:
     """Run `model` (inference.LandmarkModel) on every face; the report as a dict.
     `boxes` (one per sample, None for a miss) skips box finding: reuse them when the same
@@ -144,7 +144,7 @@ def evaluate(model, samples: list[Sample], mode: str, detector_name: str = "mtcn
     if crop_from is None:
         crop_from = model.meta.get("detector_crop", {}).get(detector_name, "box")
     report = {"boxes": mode if mode != "detector" else
-              f"detector ({detector_name}, image padded by {pad:.0%}, crops from its "
+              f"detector ({detector_name}, {describe_pads(pad)}, crops from its "
               f"{'points' if crop_from == 'points' else 'calibrated box'})",
 
               "refine": refine,

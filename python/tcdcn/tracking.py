@@ -3,11 +3,12 @@ every frame.
 
 Each tracked face's next crop is the box derived from its landmarks in the previous frame
 (the model's own box rule, boxes.py), so between detections a frame costs one landmark
-pass per face plus one O-Net check (MTCNN's last stage on the same box, the face evidence).
+pass per face, plus every few frames an O-Net check (MTCNN's last stage on the same box:
+the face evidence).
 The detector runs again
   - every `redetect_every` frames (a new face may have entered),
   - when a tracked face's O-Net face probability drops below `min_face_score` (it left,
-    or the track slid off it),
+    or the track slid off it; checked every `check_every` frames),
   - when no face is tracked.
 After a detection the tracks are the detections (their landmarks from the detector path,
 refinement included). Faces keep a track id; landmarks can be smoothed with the one-euro
@@ -37,12 +38,13 @@ class Tracker:
     check; with Haar the check is skipped and only the interval and empty rules apply)."""
 
     def __init__(self, detector, redetect_every: int = 15, min_face_score: float = 0.5,
-                 smooth_fps: float | None = None):
+                 smooth_fps: float | None = None, check_every: int = 5):
         if redetect_every < 1:
             raise ValueError(f"redetect_every must be at least 1, not {redetect_every}")
         self.detector = detector
         self.redetect_every = redetect_every
         self.min_face_score = min_face_score
+        self.check_every = max(1, check_every)   # the O-Net face check, every k-th frame
         self.tracks: list[Face] = []
         self.ids: list[int] = []
         self._next_id = 0
@@ -107,7 +109,7 @@ class Tracker:
         model = self.detector.model
         boxes = np.array([box_from_landmarks(f.landmarks) for f in self.tracks])
         faces = model.predict(to_grey(image), boxes)
-        if self.mtcnn is not None:
+        if self.mtcnn is not None and self._since_detection % self.check_every == 0:
             calib, det = self.mtcnn
             new_boxes = np.array([box_from_landmarks(f.landmarks) for f in faces])
             scores = det.face_scores(image, calib.invert(new_boxes))
