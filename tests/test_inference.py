@@ -236,6 +236,32 @@ def test_mtcnn_points_and_face_check_on_the_astronaut():
     np.testing.assert_allclose(placed[0], box_from_landmarks(points[0], MTFL_BOX_RULE))
 
 
+@pytest.mark.caffe
+def test_mtcnn_backends_agree(caffe):
+    """Our Caffe and stock OpenCV dnn run the same MTCNN: same boxes, scores and points."""
+    import skimage.data
+    from tcdcn.mtcnn import MTCNNDetector
+    from conftest import SHARED_DATA
+    images = [cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)]
+    listing = SHARED_DATA / "MTFL" / "testing.txt"
+    if listing.is_file():
+        from tcdcn.datasets import read_mtfl
+        images += [cv2.copyMakeBorder(cv2.imread(str(s.image)), 30, 30, 30, 30,
+                                      cv2.BORDER_REPLICATE)
+                   for s in read_mtfl(listing, SHARED_DATA / "MTFL")[:10]]
+    a, b = MTCNNDetector(backend="opencv"), MTCNNDetector(backend="caffe")
+    found = 0
+    for image in images:
+        ba, sa, pa = a.raw_points(image)
+        bb, sb, pb = b.raw_points(image)
+        assert len(ba) == len(bb)
+        np.testing.assert_allclose(ba, bb, atol=0.05)
+        np.testing.assert_allclose(sa, sb, atol=1e-4)
+        np.testing.assert_allclose(pa, pb, atol=0.05)
+        found += len(ba)
+    assert found >= len(images) - 1
+
+
 def test_mtcnn_missing_models_say_where_to_get_them(tmp_path):
     from tcdcn.mtcnn import MTCNNDetector
     with pytest.raises(FileNotFoundError, match="kpzhang93/MTCNN_face_detection_alignment"):

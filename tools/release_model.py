@@ -152,6 +152,15 @@ def main(argv=None) -> int:
         "licence": f"Trained on {data_name} (research use only; no commercial use or "
                    "redistribution of the data). The weights inherit those terms.",
     }
+    init = state.get("init_weights")
+    if init and (Path(init).parent / "state.json").is_file():   # continued from another run
+        prev = json.loads((Path(init).parent / "state.json").read_text())
+        meta["training"]["started_from"] = {
+            "weights": init, "command": prev.get("train_command"),
+            "invocations": prev.get("invocations", []),
+            "lmdb_command": prev.get("lmdb_manifest", {}).get("command"),
+            "stages": {k: {kk: v[kk] for kk in ("best_iter", "best_measure", "measure")
+                           if kk in v} for k, v in prev.get("stages", {}).items()}}
     from tcdcn.caffe_build import build_info
     tool = build_info().caffe_tool
     meta["training"] = json.loads(portable(json.dumps(meta["training"]), args.run,

@@ -3,7 +3,8 @@
 tools/bench_inference.py (so the README can be regenerated, never typed).
 
   tools/speed_table.py --train benchmarks/bench_train.json \
-      --inference benchmarks/bench_inference.json benchmarks/bench_inference_upstream.json
+      --inference benchmarks/bench_inference.json benchmarks/bench_inference_upstream.json \
+      --end-to-end benchmarks/bench_inference.json benchmarks/bench_inference_68pt.json
 """
 from __future__ import annotations
 
@@ -55,10 +56,29 @@ def inference_rows(reports: list[dict]) -> list[str]:
     return out
 
 
+def end_to_end_rows(reports: list[dict]) -> list[str]:
+    """Detector() end to end (bench_inference.py's end-to-end suite), one row per report."""
+    out = ["| model | 150x150 AFLW images: ms per image (faces found) | stock Haar alone | ratio "
+           "| 640x480, 12 faces: ms (found) | stock Haar alone | tracking: ms per face per frame |",
+           "|---|---|---|---|---|---|---|"]
+    for rep in reports:
+        e, w, tr = rep.get("end_to_end_150"), rep.get("end_to_end_640x480"), rep.get("tracking")
+        if not e:
+            continue
+        out.append(f"| {Path(rep.get('model', '?')).name} | {e['ms_per_image']:.2f} "
+                   f"({e['images_with_a_face']} of {e['n_images']}) | "
+                   f"{e['stock_haar_ms_per_image']:.2f} | {e['ratio_to_haar']:.2f}x | "
+                   f"{w['ms_per_image']:.1f} ({w['faces_found']}) | "
+                   f"{w['stock_haar_ms_per_image']:.1f} | {tr['ms_per_face_per_frame']:.2f} |")
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--train", type=Path)
     p.add_argument("--inference", type=Path, nargs="*", default=[])
+    p.add_argument("--end-to-end", type=Path, nargs="*", default=[],
+                   help="bench_inference.py JSONs with the end-to-end suite, one row each")
     args = p.parse_args(argv)
     if args.train:
         report = json.loads(args.train.read_text())
@@ -66,6 +86,9 @@ def main(argv=None) -> int:
         print("\n".join(layer_rows(report)) + "\n")
     if args.inference:
         print("\n".join(inference_rows([json.loads(f.read_text()) for f in args.inference])))
+    if args.end_to_end:
+        print("\n" + "\n".join(end_to_end_rows([json.loads(f.read_text())
+                                                 for f in args.end_to_end])))
     return 0
 
 

@@ -67,12 +67,42 @@ def _crops(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
+class _CaffeNet:
+    """pycaffe behind OpenCV dnn's setInput/forward calls (this project's Caffe backend)."""
+
+    def __init__(self, deploy: Path, weights: Path):
+        from tcdcn.inference import load_caffe_net
+        self.net = load_caffe_net(deploy, weights)
+        self.input = self.net.inputs[0]
+
+    def setInput(self, blob: np.ndarray) -> None:   # noqa: N802 (OpenCV's name)
+        data = self.net.blobs[self.input]
+        if data.data.shape != blob.shape:
+            data.reshape(*blob.shape)
+            self.net.reshape()
+        data.data[...] = blob
+
+    def forward(self, names):
+        out = self.net.forward()
+        if isinstance(names, str):
+            return out[names].copy()
+        return [out[n].copy() for n in names]
+
+
 class MTCNNDetector:
-    """Three-stage MTCNN cascade; returns calibrated boxes like HaarDetector."""
+    """Three-stage MTCNN cascade; returns calibrated boxes like HaarDetector. backend
+    "opencv" (stock OpenCV dnn) or "caffe" (this project's pycaffe); "auto" as the landmark
+    model chooses (inference.default_backend)."""
 
     def __init__(self, folder: str | Path | None = None, calibration: Calibration | None = None,
-                 min_size: int = 20, thresholds=THRESHOLDS):
+                 min_size: int = 20, thresholds=THRESHOLDS, backend: str = "opencv"):
         folder = Path(folder) if folder is not None else bundled_models()
+        if backend == "auto":
+            from tcdcn.inference import default_backend
+            backend = default_backend()
+        if backend not in ("opencv", "caffe"):
+            raise ValueError(f"backend must be 'opencv', 'caffe' or 'auto', not {backend!r}")
+        self.backend = backend
         missing = [f"det{i}.{ext}" for i in (1, 2, 3) for ext in ("prototxt", "caffemodel")
                    if not (folder / f"det{i}.{ext}").is_file()]
         if missing:
@@ -82,12 +112,15 @@ class MTCNNDetector:
                 "(code/codes/MTCNNv1/model)")
         self.nets = []
         for i in (1, 2, 3):
+            deploy, weights = folder / f"det{i}.prototxt", folder / f"det{i}.caffemodel"
+            if backend == "caffe":
+                self.nets.append(_CaffeNet(deploy, weights))
+                continue
             try:
-                self.nets.append(cv2.dnn.readNetFromCaffe(str(folder / f"det{i}.prototxt"),
-                                                          str(folder / f"det{i}.caffemodel")))
+                self.nets.append(cv2.dnn.readNetFromCaffe(str(deploy), str(weights)))
             except cv2.error as err:
-                raise ValueError(f"{folder / f'det{i}.caffemodel'}: OpenCV cannot load this MTCNN "
-                                 f"model ({str(err).strip().splitlines()[-1]})") from None
+                raise ValueError(f"{weights}: OpenCV cannot load this MTCNN model "
+                                 f"({str(err).strip().splitlines()[-1]})") from None
         self.calibration = calibration or Calibration()
         self.min_size = min_size
         self.thresholds = thresholds
