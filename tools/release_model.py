@@ -42,9 +42,12 @@ def parse_args(argv):
 
 
 def git_commit() -> str:
+    """HEAD, marked +uncommitted when the code differs from it (the released models, which
+    this tool itself writes, are not code)."""
     out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "python", "tools",
-                            "layers", "caffe_patches"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "python",
+                            "tools", "layers", "caffe_patches", ":(exclude)python/tcdcn/models"],
+                           capture_output=True, text=True).stdout.strip()
     return out.stdout.strip() + ("+uncommitted" if dirty else "")
 
 
