@@ -284,8 +284,13 @@ def test_300w_folder_with_validation_split_and_a_bad_pts(tmp_path, python_exe):
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["skipped"]["count"] == 1 and str(bad) in manifest["skipped"]["items"][0]
     assert manifest["counts"]["val_faces"] >= 1 and manifest["counts"]["train_records"] == 40
+    # the validation images, named relative to the data root, read back as evaluate.py does
     val_lines = (tmp_path / "out" / "val_list.txt").read_text().split()
-    assert val_lines and all(Path(v).suffix == ".jpg" and Path(v).is_file() for v in val_lines)
+    assert val_lines and all(Path(v).suffix == ".jpg" and (root / v).is_file() for v in val_lines)
+    from tcdcn.lmdb_build import load_samples
+    again, _, _ = load_samples("300w", root, tmp_path / "out" / "val_list.txt")
+    assert sorted(s.image.name for s in again) == sorted(val_lines)
+    assert len(again) == manifest["counts"]["val_faces"]
 
 
 def test_profile_faces_are_drawn_more_often(dataset):
