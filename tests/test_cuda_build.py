@@ -30,9 +30,6 @@ def test_cuda_option_configures_and_our_cu_files_compile(build, tmp_path):
     env = dict(os.environ, PATH=f"{build.nvcc.parent}{os.pathsep}{os.environ['PATH']}")
     cmd = ["cmake", "-S", REPO, "-B", tmp_path, "-Wno-dev", "-DTCDCN_USE_CUDA=ON",
            f"-DPYTHON_EXECUTABLE={sys.executable}", f"-DCAFFE_DOWNLOAD_DIR={build.download_dir}"]
-    root = build.nvcc.parent.parent
-    if (root / "include" / "cuda_runtime.h").is_file():   # a CUDA root (e.g. from PyPI)
-        cmd.append(f"-DCUDA_TOOLKIT_ROOT_DIR={root}")
     if build.cuda_extra:
         cmd += [f"-DTCDCN_CUDA_EXTRA={build.cuda_extra}",
                 f"-DCUDA_NVCC_FLAGS=-I{build.cuda_extra}/include"]

@@ -48,6 +48,10 @@ def main(argv: list[str]) -> int:
                     target.chmod((mode or 0o644) | (0o755 if "bin/" in found.group(1) else 0))
     if toolkit:
         (tmp / "lib64").symlink_to("lib")   # where CMake's FindCUDA looks for libcudart
+        for lib in sorted((tmp / "lib").glob("lib*.so.*")):   # and by its unversioned name
+            plain = lib.with_name(lib.name.split(".so.")[0] + ".so")
+            if not plain.exists():
+                plain.symlink_to(lib.name)
         if not (tmp / "bin" / "nvcc").is_file():
             print(f"error: no bin/nvcc in the wheels of {requirements}", file=sys.stderr)
             return 1
