@@ -57,9 +57,8 @@ ROWS_68 = [
 
 def default_detector_key(meta: dict, prefix: str) -> str:
     """The numbers' key of the default detector path (MTCNN as model.json chose it)."""
-    crop = meta.get("detector_crop", {}).get("mtcnn", "box")
-    return (f"{prefix}_mtcnn_{'boxes' if crop == 'box' else 'points'}"
-            + ("_refined" if meta.get("refine") else ""))
+    from tcdcn.evaluation import crop_placement, numbers_key
+    return numbers_key(prefix, "mtcnn", crop_placement(meta, "mtcnn"), meta.get("refine", 0))
 
 
 def label_default(meta: dict, key: str, label: str) -> str:

@@ -71,7 +71,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("GLOG_minloglevel", "2")
     from tcdcn.detect import HaarDetector, fit_calibration  # noqa: F401
-    from tcdcn.evaluation import evaluate, find_boxes, format_table, plot_ced
+    from tcdcn.evaluation import evaluate, find_boxes, format_table, numbers_key, plot_ced
     from tcdcn.inference import LandmarkModel
     from tcdcn.lmdb_build import load_samples, split_by_group
     from tcdcn.net import INPUT_SIZE, NetOptions, deploy_net
@@ -198,24 +198,21 @@ def main(argv=None) -> int:
         "rule": f"crop scale and flip averaging with the lowest validation NME ({val_boxes} boxes)",
         "tried": choices}
     (out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
-    # Then keep the re-centred second pass if it helps.
     numbers = {val_key: evaluate(model, val, val_boxes)}
     # Detector crops and the re-centred second pass, chosen on validation: for MTCNN (the
     # default detector) crops from its calibrated box or from its five points through the
     # box rule, each with and without re-centring on the predicted points.
     refine, crop_from = 0, "box"
     if "mtcnn" in calibrations:   # no calibration, no meaningful detector numbers
-        model.meta["detector_calibration"] = calibrations
         tried = {}
         for name, placement in (("haar", "box"), ("mtcnn", "box"), ("mtcnn", "points")):
             found = find_boxes(model, val, "detector", name, mtcnn_dir, crop_from=placement)
-            key = f"validation_{name}_{'boxes' if placement == 'box' else 'points'}"
             for r in (0, 1):   # detect once, use twice
-                numbers[key + ("_refined" if r else "")] = evaluate(
-                    model, val, "detector", name, mtcnn_dir, refine=r, boxes=found,
-                    crop_from=placement)
+                key = numbers_key("validation", name, placement, r)
+                numbers[key] = evaluate(model, val, "detector", name, mtcnn_dir, refine=r,
+                                        boxes=found, crop_from=placement)
                 if name == "mtcnn":
-                    tried[(placement, r)] = numbers[key + ("_refined" if r else "")]["nme_mean"]
+                    tried[(placement, r)] = numbers[key]["nme_mean"]
         crop_from, refine = min(tried, key=lambda k: tried[k])
         meta["detector_choices"] = {f"{p}, refine {r}": v for (p, r), v in tried.items()}
     meta["detector_crop"] = {"mtcnn": crop_from, "haar": "box"}
@@ -249,14 +246,11 @@ def main(argv=None) -> int:
     # MTCNN: the chosen placement is the default; the others are reported, not chosen here
     for placement in ("box", "points"):
         found = find_boxes(model, aflw, "detector", "mtcnn", mtcnn_dir, crop_from=placement)
-        key = f"aflw_mtcnn_{'boxes' if placement == 'box' else 'points'}"
         for r in (0, 1):
-            numbers[key + ("_refined" if r else "")] = evaluate(
+            numbers[numbers_key("aflw", "mtcnn", placement, r)] = evaluate(
                 model, aflw, "detector", "mtcnn", mtcnn_dir, refine=r, boxes=found,
                 crop_from=placement)
-    default = f"aflw_mtcnn_{'boxes' if crop_from == 'box' else 'points'}" + \
-        ("_refined" if refine else "")
-    numbers["aflw_default_detector"] = numbers[default]
+    numbers["aflw_default_detector"] = numbers[numbers_key("aflw", "mtcnn", crop_from, refine)]
     for name, r in numbers.items():
         print(f"== {name}\n{format_table(r)}")
     plot_ced({"landmark-derived boxes": numbers["aflw_landmark_boxes"],

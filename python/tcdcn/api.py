@@ -122,8 +122,6 @@ class Detector:
                  crop_from: str | None = None):
         from tcdcn.evaluation import make_detector
         self.model = LandmarkModel(resolve_model(model), batch=batch, backend=backend)
-        if detector not in ("haar", "mtcnn"):
-            raise ValueError(f"detector must be 'haar' or 'mtcnn', not {detector!r}")
         # a border for tight crops, so that faces touching the edges are found: "auto" is
         # detect.DEFAULT_PADS (10%, else 25% where that found nothing); 0 for none
         self.detector = make_detector(self.model, detector, mtcnn, pad, crop_from, min_face)

@@ -59,6 +59,19 @@ def boxes_for(samples: list[Sample], mode: str, detector=None,
 DETECT_PAD = "auto"   # the borders Detector() adds by default (detect.DEFAULT_PADS)
 
 
+def crop_placement(meta: dict, detector: str) -> str:
+    """Where this model's crops come from with a detector: model.json's detector_crop
+    ("box": the calibrated box, "points": the detector's five points), else "box"."""
+    return meta.get("detector_crop", {}).get(detector, "box")
+
+
+def numbers_key(prefix: str, detector: str, crop_from: str, refine: int) -> str:
+    """The name of a detector measurement in model.json's numbers: e.g.
+    validation_mtcnn_points_refined (tools/release_model.py writes, model_table.py reads)."""
+    return (f"{prefix}_{detector}_{'boxes' if crop_from == 'box' else 'points'}"
+            + ("_refined" if refine else ""))
+
+
 def make_detector(model, name: str = "mtcnn", mtcnn_dir=None, pad=DETECT_PAD,
                   crop_from: str | None = None, min_size: int = 20):
     """The named detector with the model's stored calibration for it, run with a border.
@@ -66,7 +79,7 @@ def make_detector(model, name: str = "mtcnn", mtcnn_dir=None, pad=DETECT_PAD,
     model's box rule; "box" from its calibrated box; None: as model.json says (else "box")."""
     calib = Calibration(**model.meta.get("detector_calibration", {}).get(name, {}))
     if crop_from is None:
-        crop_from = model.meta.get("detector_crop", {}).get(name, "box")
+        crop_from = crop_placement(model.meta, name)
     if crop_from not in ("box", "points"):
         raise ValueError(f"crop_from must be 'box' or 'points', not {crop_from!r}")
     if name == "haar":
@@ -77,7 +90,7 @@ def make_detector(model, name: str = "mtcnn", mtcnn_dir=None, pad=DETECT_PAD,
         from tcdcn.mtcnn import MTCNNDetector
         detector = MTCNNDetector(mtcnn_dir, calib, min_size=min_size)
     else:
-        raise ValueError(f"unknown detector {name!r}")
+        raise ValueError(f"detector must be 'mtcnn' or 'haar', not {name!r}")
     detector = Padded(detector, pad) if pad_list(pad) != (0.0,) else detector
     if crop_from == "points":
         from tcdcn.boxes import rule_for
@@ -142,7 +155,7 @@ def evaluate(model, samples: list[Sample], mode: str, detector_name: str = "mtcn
                 attr_pred[t.name][i] = t.classes.index(face.attributes[t.name][0])
     gt = np.array([s.landmarks for s in samples])
     if crop_from is None:
-        crop_from = model.meta.get("detector_crop", {}).get(detector_name, "box")
+        crop_from = crop_placement(model.meta, detector_name)
     report = {"boxes": mode if mode != "detector" else
               f"detector ({detector_name}, {describe_pads(pad)}, crops from its "
               f"{'points' if crop_from == 'points' else 'calibrated box'})",
