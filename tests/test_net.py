@@ -132,3 +132,59 @@ def test_heads_stage_freezes_trunk_and_landmarks(caffe):
             assert list(layer.loss_weight) == [0]
         if layer.name == "pose_loss":
             assert list(layer.loss_weight) == [pytest.approx(0.3)]
+
+
+def test_wing_loss_net_trains_on_wing_and_validates_on_euclidean(caffe):
+    from tcdcn.net import INPUT_SIZE, NetOptions, train_net
+    proto = train_net("t", "v", "finetune", NetOptions(landmark_loss="wing"))
+    layers = {l.name: l for l in proto.layer}
+    wing = layers["landmark_loss"]
+    assert wing.type == "WingLoss" and list(wing.loss_weight) == [1]
+    assert wing.wing_loss_param.w == pytest.approx(6 / INPUT_SIZE)
+    assert wing.wing_loss_param.epsilon == pytest.approx(1.25 / INPUT_SIZE)
+    assert list(wing.bottom) == ["landmarks_tanh", "landmark_target"]
+    l2 = layers["landmark_euclidean"]
+    assert l2.type == "EuclideanLoss" and list(l2.loss_weight) == [0]
+    assert [r.phase for r in l2.include] == [caffe.TEST]
+    assert list(l2.bottom) == list(wing.bottom)
+    # the Euclidean default is unchanged: no second landmark loss
+    plain = {l.name: l for l in train_net("t", "v", "finetune").layer}
+    assert plain["landmark_loss"].type == "EuclideanLoss" and "landmark_euclidean" not in plain
+    with pytest.raises(ValueError, match="landmark_loss"):
+        train_net("t", "v", "finetune", NetOptions(landmark_loss="l1"))
+
+
+def test_landmark_measure_prefers_the_euclidean_validation_loss():
+    from tcdcn.training import landmark_measure
+    assert landmark_measure({"landmark_loss": 0.5}) == 0.5
+    assert landmark_measure({"landmark_loss": 3.0, "landmark_euclidean": 0.004}) == 0.004
+    assert landmark_measure({}) is None
+
+
+def test_wing_layer_in_pycaffe_matches_numpy(caffe, tmp_path):
+    """The WingLoss layer as built by our Caffe: value and gradient against numpy."""
+    import numpy as np
+    net_path = tmp_path / "wing.prototxt"
+    net_path.write_text("""
+force_backward: true
+layer { name: "p" type: "Input" top: "p" input_param { shape { dim: 4 dim: 10 } } }
+layer { name: "t" type: "Input" top: "t" input_param { shape { dim: 4 dim: 10 } } }
+layer { name: "loss" type: "WingLoss" bottom: "p" bottom: "t" top: "loss"
+        wing_loss_param { w: 0.15 epsilon: 0.03 } }
+""")
+    net = caffe.Net(str(net_path), caffe.TEST)
+    rng = np.random.default_rng(0)
+    p, t = rng.normal(0, 0.2, (4, 10)), rng.normal(0, 0.2, (4, 10))
+    net.blobs["p"].data[...] = p
+    net.blobs["t"].data[...] = t
+    loss = float(net.forward()["loss"])
+    x = p - t
+    a = np.abs(x)
+    c = 0.15 - 0.15 * np.log1p(0.15 / 0.03)
+    expected = np.where(a < 0.15, 0.15 * np.log1p(a / 0.03), a - c).sum() / 4
+    assert (a < 0.15).any() and (a >= 0.15).any()
+    assert loss == pytest.approx(expected, rel=1e-5)
+    net.backward()
+    grad = np.sign(x) * np.where(a < 0.15, 0.15 / (0.03 + a), 1) / 4
+    np.testing.assert_allclose(net.blobs["p"].diff, grad, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(net.blobs["t"].diff, -grad, rtol=1e-5, atol=1e-7)

@@ -209,3 +209,22 @@ def test_a_run_that_never_learns_is_an_error(tiny_lmdb, tmp_path, python_exe):
     assert out.returncode != 0
     assert "did not learn" in out.stderr and "mean shape" in out.stderr, out.stderr[-2000:]
     assert not (runs / "best.caffemodel").exists()
+
+
+def test_wing_loss_run_is_chosen_on_the_euclidean_validation_loss(tiny_lmdb, tmp_path, python_exe):
+    runs = tmp_path / "wing"
+    out = run([python_exe, REPO / "tools" / "train.py", "--lmdb", tiny_lmdb, "--run", runs,
+               "--landmarks-only", *TINY, "--loss", "wing", "--wing", "5", "1", "--lr", "1e-4"])
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    state = json.loads((runs / "state.json").read_text())
+    assert state["net_options"]["landmark_loss"] == "wing"
+    assert state["net_options"]["wing_w"] == 5 / 40 and state["net_options"]["wing_epsilon"] == 1 / 40
+    train_net = (runs / "finetune" / "train_val.prototxt").read_text()
+    assert 'type: "WingLoss"' in train_net
+    for stage in state["stages"].values():
+        tests = [t for t in stage["tests"] if t.get("measure") is not None]
+        assert tests and all(t["measure"] == t["landmark_euclidean"] for t in tests)
+        assert all(t["landmark_loss"] != t["landmark_euclidean"] for t in tests)
+    bad = run([python_exe, REPO / "tools" / "train.py", "--lmdb", tiny_lmdb, "--run",
+               tmp_path / "x", *TINY, "--loss", "wing", "--wing", "0", "1"])
+    assert bad.returncode != 0 and "--wing" in bad.stderr

@@ -6,6 +6,8 @@ are skipped.
   tools/ablate.py --lmdb LMDB_DIR --out runs/ablation --max-iter 600 300 300
   tools/ablate.py --suite 68pt --lmdb lmdb/300w_3m --out runs/abl68 --max-iter 1 2000 1000 \
       --test-interval 250
+  tools/ablate.py --suite 5pt-loss --lmdb lmdb/mtfl_12m_pw3 --out runs/abl_loss \
+      --max-iter 1 1 3000 --test-interval 500
 
 Writes OUT/ablations.json and OUT/ablations.md (a table for the README).
 """
@@ -46,7 +48,21 @@ VARIANTS_68 = {
     "5-point conv1-3, frozen in stage 1, then trained, lr 0.01": [
         "--init-trunk", FIVE_POINT_MODEL, "--freeze-trunk", "first", "--lr", "0.01"],
 }
-SUITES = {"5pt": VARIANTS, "68pt": VARIANTS_68}
+# The landmark loss, as a finetune of the released 5-point weights (every variant starts
+# from the same committed caffemodel; --max-iter's third number is the budget)
+FIVE_POINT_WEIGHTS = str(REPO / "models" / "tcdcn_5pt" / "tcdcn_5pt.caffemodel")
+_FINETUNE = ["--init-weights", FIVE_POINT_WEIGHTS, "--stages", "finetune", "--lr-policy", "poly"]
+VARIANTS_LOSS = {
+    "Euclidean, lr 0.01": [*_FINETUNE, "--lr", "0.01"],
+    "Wing (w 6 px, epsilon 1.25 px), lr 1e-4": [*_FINETUNE, "--loss", "wing", "--lr", "1e-4"],
+    "Wing (w 6 px, epsilon 1.25 px), lr 5e-4": [*_FINETUNE, "--loss", "wing", "--lr", "5e-4"],
+    "Wing (w 6 px, epsilon 1.25 px), lr 2e-3": [*_FINETUNE, "--loss", "wing", "--lr", "2e-3"],
+    "Wing (w 6 px, epsilon 1.25 px), lr 6e-3": [*_FINETUNE, "--loss", "wing", "--lr", "6e-3"],
+    "Euclidean, lr 0.03": [*_FINETUNE, "--lr", "0.03"],
+    "Wing (w 6 px, epsilon 0.5 px), lr 5e-4": [*_FINETUNE, "--loss", "wing", "--wing", "6", "0.5",
+                                               "--lr", "5e-4"],
+}
+SUITES = {"5pt": VARIANTS, "68pt": VARIANTS_68, "5pt-loss": VARIANTS_LOSS}
 
 
 def portable(flags: list[str]) -> list[str]:

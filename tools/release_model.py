@@ -164,6 +164,11 @@ def main(argv=None) -> int:
             "lmdb_command": prev.get("lmdb_manifest", {}).get("command"),
             "stages": {k: {kk: v[kk] for kk in ("best_iter", "best_measure", "measure")
                            if kk in v} for k, v in prev.get("stages", {}).items()}}
+    elif init and (Path(init).parent / "model.json").is_file():   # from a released model
+        prev = json.loads((Path(init).parent / "model.json").read_text())
+        meta["training"]["started_from"] = {
+            "weights": init, "model": prev.get("name"), "commit": prev.get("commit"),
+            "training": prev.get("training")}
     from tcdcn.caffe_build import build_info
     tool = build_info().caffe_tool
     meta["training"] = json.loads(portable(json.dumps(meta["training"]), args.run,

@@ -47,6 +47,11 @@ def parse_args(argv):
     p.add_argument("--conv4", choices=("locally_connected", "convolution"),
                    default="locally_connected")
     p.add_argument("--activation", choices=("tanh", "abs_tanh", "linear"), default="tanh")
+    p.add_argument("--loss", choices=("euclidean", "wing"), default="euclidean",
+                   help="the landmark loss (validation always reports the Euclidean one)")
+    p.add_argument("--wing", type=float, nargs=2, default=(6.0, 1.25), metavar=("W", "EPSILON"),
+                   help="Wing loss w and epsilon in pixels of the 40-px input (default 6 1.25: "
+                        "the paper's 10 and 2 on 64 px, scaled)")
     relu = p.add_mutually_exclusive_group()
     relu.add_argument("--relu-after-norm", action="store_true",
                       help="the write-up's ReLU right after the z-score (off by default)")

@@ -34,6 +34,9 @@ class NetOptions:
     auxiliary: bool = True                 # False: landmarks only (an ablation)
     width: float = 1.0                     # channel multiplier of every trunk layer
     trunk_lr_mult: float = 1.0             # conv1-3's rate (0: frozen; 68-point finetuning)
+    landmark_loss: str = "euclidean"       # or "wing" (Feng et al. 2018: layers/ WingLoss)
+    wing_w: float = 6 / INPUT_SIZE         # Wing's w and epsilon in crop units: the paper's
+    wing_epsilon: float = 1.25 / INPUT_SIZE  # 10 and 2 px of a 64-px input, scaled to 40 px
 
     def channels(self, base: int) -> int:
         return max(1, int(round(base * self.width)))
@@ -139,8 +142,19 @@ def train_net(train_source: str, val_source: str, stage: str, opts: NetOptions =
     heads_only = stage == "heads"
     feat = _trunk(n, L, P, n.data, opts, frozen=heads_only)
     pred = _landmark_head(n, L, feat, opts, frozen=heads_only)
-    n.landmark_loss = L.EuclideanLoss(pred, n.landmark_target,
-                                      loss_weight=0 if heads_only else LANDMARK_LOSS_WEIGHT)
+    weight = 0 if heads_only else LANDMARK_LOSS_WEIGHT
+    if opts.landmark_loss == "euclidean":
+        n.landmark_loss = L.EuclideanLoss(pred, n.landmark_target, loss_weight=weight)
+    elif opts.landmark_loss == "wing":
+        n.landmark_loss = L.WingLoss(pred, n.landmark_target, loss_weight=weight,
+                                     wing_loss_param=dict(w=opts.wing_w,
+                                                          epsilon=opts.wing_epsilon))
+        # Validation still reports the Euclidean loss, so that snapshots, stage stops and
+        # runs with either loss are chosen and compared on one measure.
+        n.landmark_euclidean = L.EuclideanLoss(pred, n.landmark_target, loss_weight=0,
+                                               include=dict(phase=caffe.TEST))
+    else:
+        raise ValueError(f"landmark_loss must be euclidean or wing, not {opts.landmark_loss!r}")
     aux_on = opts.auxiliary and stage in ("multitask", "heads")
     for task in TASKS if attribute_labels else ():
         if not opts.auxiliary:

@@ -27,7 +27,7 @@ STAGE_ORDER = STAGES[:3]      # + "heads" with --refit-heads
 RUN_OPTIONS = ("test_interval", "patience", "smooth", "batch", "lr", "lr_policy", "width",
                "seed", "conv4", "activation", "relu_after_norm", "landmarks_only",
                "unstaged", "init_trunk", "freeze_trunk", "trunk_lr_mult", "init_weights",
-               "stages")
+               "stages", "loss", "wing")
 
 
 def run_options(args) -> dict:
@@ -269,6 +269,18 @@ def save_state(run: Path, state: dict) -> None:
     os.replace(tmp, run / "state.json")
 
 
+def loss_options(args) -> dict:
+    """NetOptions fields of the landmark loss (Wing's parameters in crop units)."""
+    from tcdcn.net import INPUT_SIZE
+    loss = getattr(args, "loss", "euclidean")
+    if loss != "wing":
+        return {}
+    w, epsilon = getattr(args, "wing", (6.0, 1.25))
+    if w <= 0 or epsilon <= 0:
+        raise SystemExit(f"error: --wing {w} {epsilon}: both must be positive")
+    return dict(landmark_loss="wing", wing_w=w / INPUT_SIZE, wing_epsilon=epsilon / INPUT_SIZE)
+
+
 def plot(run: Path, state: dict) -> Path:
     import matplotlib
     matplotlib.use("Agg")
@@ -285,13 +297,17 @@ def plot(run: Path, state: dict) -> Path:
         for line in log.read_text().splitlines():
             parser.feed(line)
         parser.close()
-        tr = [t for t in parser.train if "landmark_loss" in t]
+        # the validation curve is Euclidean with either training loss; a Wing training
+        # loss is in other units and stays off this axis
+        key = "landmark_euclidean" if any("landmark_euclidean" in t for t in parser.tests) \
+            else "landmark_loss"
+        tr = [t for t in parser.train if "landmark_loss" in t] if key == "landmark_loss" else []
         if tr:
             axes[0].plot([offset + t["iter"] for t in tr], [t["landmark_loss"] for t in tr],
                          lw=0.8, label=f"{stage} train")
-        te = [t for t in parser.tests if "landmark_loss" in t]
+        te = [t for t in parser.tests if key in t]
         if te:
-            axes[0].plot([offset + t["iter"] for t in te], [t["landmark_loss"] for t in te],
+            axes[0].plot([offset + t["iter"] for t in te], [t[key] for t in te],
                          "o-", ms=3, label=f"{stage} val")
         for task in TASKS:
             pts = [t for t in parser.tests if f"{task.name}_accuracy" in t]
@@ -352,7 +368,7 @@ def train(args, command: str) -> int:
     opts = NetOptions(scheme=manifest["scheme"], conv4=args.conv4,
                       landmark_activation=args.activation,
                       relu_after_norm=args.relu_after_norm, width=args.width,
-                      auxiliary=not args.landmarks_only)
+                      auxiliary=not args.landmarks_only, **loss_options(args))
     state_path = args.run / "state.json"
     state = json.loads(state_path.read_text()) if state_path.is_file() else {
         "lmdb": str(args.lmdb.resolve()), "net_options": opts.as_dict(), "stages": {},

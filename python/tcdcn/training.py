@@ -77,7 +77,9 @@ def aux_measure(outputs: dict[str, float]) -> float | None:
 
 
 def landmark_measure(outputs: dict[str, float]) -> float | None:
-    value = outputs.get("landmark_loss")
+    """The validation Euclidean landmark loss (a Wing-trained net reports it as
+    landmark_euclidean beside its Wing loss)."""
+    value = outputs.get("landmark_euclidean", outputs.get("landmark_loss"))
     return None if value is None else LANDMARK_LOSS_WEIGHT * value
 
 
