@@ -188,3 +188,32 @@ layer { name: "loss" type: "WingLoss" bottom: "p" bottom: "t" top: "loss"
     grad = np.sign(x) * np.where(a < 0.15, 0.15 / (0.03 + a), 1) / 4
     np.testing.assert_allclose(net.blobs["p"].diff, grad, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(net.blobs["t"].diff, -grad, rtol=1e-5, atol=1e-7)
+
+
+def test_aux_hidden_heads_branch_from_conv4_and_train_only_in_their_stages(caffe, tmp_path):
+    from tcdcn.net import NetOptions, deploy_net, train_net
+    from tcdcn.schemes import TASKS
+    opts = NetOptions(aux_hidden=32)
+    for stage in ("multitask", "heads", "finetune"):
+        layers = {l.name: l for l in train_net("t", "v", stage, opts).layer}
+        for task in TASKS:
+            hidden, out = layers[f"fc_{task.name}_hidden"], layers[f"fc_{task.name}_out"]
+            assert f"fc_{task.name}" not in layers
+            assert list(hidden.bottom) == ["conv4"] and hidden.inner_product_param.num_output == 32
+            assert list(out.bottom) == [f"fc_{task.name}_hidden"]
+            assert out.inner_product_param.num_output == len(task.classes)
+            assert layers[f"relu_{task.name}_hidden"].type == "ReLU"
+            trains = [p.lr_mult for p in hidden.param] == [1, 1]
+            assert trains == (stage in ("multitask", "heads")), (stage, task.name)
+            assert [p.lr_mult for p in out.param] == [p.lr_mult for p in hidden.param]
+        # the heads stage still freezes the trunk and fc5
+        if stage == "heads":
+            assert [p.lr_mult for p in layers["fc5"].param] == [0, 0]
+    # deploy: the same prob outputs, and the net runs
+    path = tmp_path / "d.prototxt"
+    path.write_text(str(deploy_net(opts, batch=2)))
+    net = caffe.Net(str(path), caffe.TEST)
+    out = net.forward()
+    for task in TASKS:
+        assert out[f"{task.name}_prob"].shape == (2, len(task.classes))
+    assert net.params["fc_gender_hidden"][0].data.shape[1] == net.blobs["conv4"].data[0].size

@@ -228,3 +228,28 @@ def test_wing_loss_run_is_chosen_on_the_euclidean_validation_loss(tiny_lmdb, tmp
     bad = run([python_exe, REPO / "tools" / "train.py", "--lmdb", tiny_lmdb, "--run",
                tmp_path / "x", *TINY, "--loss", "wing", "--wing", "0", "1"])
     assert bad.returncode != 0 and "--wing" in bad.stderr
+
+
+def test_heads_with_a_hidden_layer_refit_on_a_finished_run(tiny_lmdb, tmp_path, python_exe):
+    """--aux-hidden on --stages heads: the new heads start fresh (the linear heads' weights
+    have other names and are not copied), the trunk and landmark head stay as they were."""
+    first = tmp_path / "first"
+    out = run([python_exe, REPO / "tools" / "train.py", "--lmdb", tiny_lmdb, "--run", first,
+               *TINY, "--unstaged"])
+    assert out.returncode == 0, out.stderr[-3000:]
+    more = tmp_path / "mlp"
+    out = run([python_exe, REPO / "tools" / "train.py", "--lmdb", tiny_lmdb, "--run", more,
+               *TINY, "--init-weights", first / "best.caffemodel", "--stages", "heads",
+               "--refit-heads", "20", "--aux-hidden", "16"])
+    assert out.returncode == 0, out.stderr[-3000:]
+    state = json.loads((more / "state.json").read_text())
+    assert state["net_options"]["aux_hidden"] == 16 and list(state["stages"]) == ["heads"]
+    import caffe
+    from tcdcn.net import NetOptions, deploy_net
+    (tmp_path / "a.prototxt").write_text(str(deploy_net(NetOptions())))
+    (tmp_path / "b.prototxt").write_text(str(deploy_net(NetOptions(aux_hidden=16))))
+    a = caffe.Net(str(tmp_path / "a.prototxt"), caffe.TEST, weights=str(first / "best.caffemodel"))
+    b = caffe.Net(str(tmp_path / "b.prototxt"), caffe.TEST, weights=str(more / "best.caffemodel"))
+    for name in ("conv1", "conv4", "fc5", "fc_landmarks"):
+        assert (a.params[name][0].data == b.params[name][0].data).all(), name
+    assert b.params["fc_pose_hidden"][0].data.any() and "fc_pose" not in b.params

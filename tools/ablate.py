@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -87,13 +88,15 @@ def main(argv=None) -> int:
     results_path = args.out / "ablations.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
     py = sys.executable
-    for i, (name, flags) in enumerate(SUITES[args.suite].items()):
+    for name, flags in SUITES[args.suite].items():
         if args.only and not any(name.startswith(o) for o in args.only):
             continue
         if name in results:
             print(f"done earlier: {name}")
             continue
-        run = args.out / f"v{i}"
+        # one folder per variant name (not per position: adding a variant must not hand an
+        # existing folder to another variant)
+        run = args.out / re.sub(r"[^A-Za-z0-9.]+", "_", name).strip("_")
         budget = list(args.max_iter)
         if "--unstaged" in flags:        # the same total iterations in one stage
             budget = [sum(budget), 1, 1]

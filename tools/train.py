@@ -47,6 +47,9 @@ def parse_args(argv):
     p.add_argument("--conv4", choices=("locally_connected", "convolution"),
                    default="locally_connected")
     p.add_argument("--activation", choices=("tanh", "abs_tanh", "linear"), default="tanh")
+    p.add_argument("--aux-hidden", type=int, default=0, metavar="N",
+                   help="auxiliary heads with a hidden layer of N units on conv4's output "
+                        "(0, the default: linear heads on fc5, as the paper)")
     p.add_argument("--loss", choices=("euclidean", "wing"), default="euclidean",
                    help="the landmark loss (validation always reports the Euclidean one)")
     p.add_argument("--wing", type=float, nargs=2, default=(6.0, 1.25), metavar=("W", "EPSILON"),

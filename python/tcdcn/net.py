@@ -37,6 +37,8 @@ class NetOptions:
     landmark_loss: str = "euclidean"       # or "wing" (Feng et al. 2018: layers/ WingLoss)
     wing_w: float = 6 / INPUT_SIZE         # Wing's w and epsilon in crop units: the paper's
     wing_epsilon: float = 1.25 / INPUT_SIZE  # 10 and 2 px of a 64-px input, scaled to 40 px
+    aux_hidden: int = 0                    # 0: linear auxiliary heads on fc5 (the paper);
+                                           # N: conv4 -> fc N -> ReLU -> fc per auxiliary task
 
     def channels(self, base: int) -> int:
         return max(1, int(round(base * self.width)))
@@ -111,6 +113,27 @@ def _landmark_head(n, L, feat, opts: NetOptions, frozen: bool = False):
     return n.landmarks_abs
 
 
+def _aux_head(n, L, task, feat, opts: NetOptions, param=None, fillers: bool = True):
+    """One auxiliary task's logits: fc_<task> on fc5 (the paper), or with opts.aux_hidden
+    a hidden layer on conv4's output (before fc5, which finetuning on landmarks alone
+    specialises): fc_<task>_hidden -> ReLU -> fc_<task>_out. Other names than the linear
+    head's, so that weights of the other layout are never copied into them."""
+    fillers = dict(weight_filler=dict(type="xavier"),
+                   bias_filler=dict(type="constant", value=0)) if fillers else {}
+    extra = dict(param=param) if param else {}
+    if not opts.aux_hidden:
+        fc = L.InnerProduct(feat, num_output=len(task.classes), **fillers, **extra)
+        setattr(n, f"fc_{task.name}", fc)
+        return fc
+    hidden = L.InnerProduct(n.relu4, num_output=opts.aux_hidden, **fillers, **extra)
+    setattr(n, f"fc_{task.name}_hidden", hidden)
+    relu = L.ReLU(hidden, in_place=True)
+    setattr(n, f"relu_{task.name}_hidden", relu)
+    fc = L.InnerProduct(relu, num_output=len(task.classes), **fillers, **extra)
+    setattr(n, f"fc_{task.name}_out", fc)
+    return fc
+
+
 def train_net(train_source: str, val_source: str, stage: str, opts: NetOptions = NetOptions(),
               batch: int = 256, val_batch: int = 100, attribute_labels: bool = True):
     """The train/val net of a stage (MultiLabelData for TRAIN and TEST). With
@@ -162,12 +185,8 @@ def train_net(train_source: str, val_source: str, stage: str, opts: NetOptions =
             setattr(n, f"{task.name}_silence", L.Silence(getattr(n, f"{task.name}_label"), ntop=0))
             continue
         mult = 1 if aux_on else 0
-        fc = L.InnerProduct(feat, num_output=len(task.classes),
-                            weight_filler=dict(type="xavier"),
-                            bias_filler=dict(type="constant", value=0),
-                            param=[dict(lr_mult=mult, decay_mult=mult),
-                                   dict(lr_mult=mult, decay_mult=0)])
-        setattr(n, f"fc_{task.name}", fc)
+        fc = _aux_head(n, L, task, feat, opts, param=[dict(lr_mult=mult, decay_mult=mult),
+                                                      dict(lr_mult=mult, decay_mult=0)])
         label = getattr(n, f"{task.name}_label")
         setattr(n, f"{task.name}_loss", L.SoftmaxWithLoss(
             fc, label, loss_weight=task.loss_weight if aux_on else 0))
@@ -198,8 +217,7 @@ def deploy_net(opts: NetOptions = NetOptions(), batch: int = 1):
     n.landmarks = L.Power(pred, power=1, scale=1, shift=0)  # a stable output name
     if opts.auxiliary:
         for task in TASKS:
-            fc = L.InnerProduct(feat, num_output=len(task.classes))
-            setattr(n, f"fc_{task.name}", fc)
+            fc = _aux_head(n, L, task, feat, opts, fillers=False)
             setattr(n, f"{task.name}_prob", L.Softmax(fc))
     proto = n.to_proto()
     proto.name = f"tcdcn_{opts.scheme}_deploy"

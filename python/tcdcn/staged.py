@@ -27,7 +27,7 @@ STAGE_ORDER = STAGES[:3]      # + "heads" with --refit-heads
 RUN_OPTIONS = ("test_interval", "patience", "smooth", "batch", "lr", "lr_policy", "width",
                "seed", "conv4", "activation", "relu_after_norm", "landmarks_only",
                "unstaged", "init_trunk", "freeze_trunk", "trunk_lr_mult", "init_weights",
-               "stages", "loss", "wing")
+               "stages", "loss", "wing", "aux_hidden")
 
 
 def run_options(args) -> dict:
@@ -368,7 +368,8 @@ def train(args, command: str) -> int:
     opts = NetOptions(scheme=manifest["scheme"], conv4=args.conv4,
                       landmark_activation=args.activation,
                       relu_after_norm=args.relu_after_norm, width=args.width,
-                      auxiliary=not args.landmarks_only, **loss_options(args))
+                      auxiliary=not args.landmarks_only, aux_hidden=args.aux_hidden,
+                      **loss_options(args))
     state_path = args.run / "state.json"
     state = json.loads(state_path.read_text()) if state_path.is_file() else {
         "lmdb": str(args.lmdb.resolve()), "net_options": opts.as_dict(), "stages": {},
