@@ -60,6 +60,28 @@ def portable(text: str, run: Path, lmdb: Path, caffe_tool: Path) -> str:
                 .replace(str(REPO) + "/", ""))
 
 
+def started_from(init: str, depth: int = 0) -> dict:
+    """Where a run's first weights came from, followed back: another run (its command and
+    stages, and where that one started) or a released model (its commit and training)."""
+    parent = Path(init).parent
+    if (parent / "state.json").is_file() and depth < 10:     # continued from another run
+        prev = json.loads((parent / "state.json").read_text())
+        found = {"weights": init, "command": prev.get("train_command"),
+                 "invocations": prev.get("invocations", []),
+                 "lmdb_command": prev.get("lmdb_manifest", {}).get("command"),
+                 "commit": prev.get("commit"),
+                 "stages": {k: {kk: v[kk] for kk in ("best_iter", "best_measure", "measure")
+                                if kk in v} for k, v in prev.get("stages", {}).items()}}
+        if prev.get("init_weights"):
+            found["started_from"] = started_from(prev["init_weights"], depth + 1)
+        return found
+    if (parent / "model.json").is_file():                     # from a released model
+        prev = json.loads((parent / "model.json").read_text())
+        return {"weights": init, "model": prev.get("name"), "commit": prev.get("commit"),
+                "training": prev.get("training")}
+    return {"weights": init}
+
+
 def summary(report: dict) -> dict:
     keep = {k: v for k, v in report.items() if k not in ("ced",)}
     for a in keep.get("attributes", {}).values():
@@ -155,20 +177,8 @@ def main(argv=None) -> int:
         "licence": f"Trained on {data_name} (research use only; no commercial use or "
                    "redistribution of the data). The weights inherit those terms.",
     }
-    init = state.get("init_weights")
-    if init and (Path(init).parent / "state.json").is_file():   # continued from another run
-        prev = json.loads((Path(init).parent / "state.json").read_text())
-        meta["training"]["started_from"] = {
-            "weights": init, "command": prev.get("train_command"),
-            "invocations": prev.get("invocations", []),
-            "lmdb_command": prev.get("lmdb_manifest", {}).get("command"),
-            "stages": {k: {kk: v[kk] for kk in ("best_iter", "best_measure", "measure")
-                           if kk in v} for k, v in prev.get("stages", {}).items()}}
-    elif init and (Path(init).parent / "model.json").is_file():   # from a released model
-        prev = json.loads((Path(init).parent / "model.json").read_text())
-        meta["training"]["started_from"] = {
-            "weights": init, "model": prev.get("name"), "commit": prev.get("commit"),
-            "training": prev.get("training")}
+    if state.get("init_weights"):
+        meta["training"]["started_from"] = started_from(state["init_weights"])
     from tcdcn.caffe_build import build_info
     tool = build_info().caffe_tool
     meta["training"] = json.loads(portable(json.dumps(meta["training"]), args.run,
