@@ -49,10 +49,13 @@ VARIANTS_68 = {
     "5-point conv1-3, frozen in stage 1, then trained, lr 0.01": [
         "--init-trunk", FIVE_POINT_MODEL, "--freeze-trunk", "first", "--lr", "0.01"],
 }
-# The landmark loss, as a finetune of the released 5-point weights (every variant starts
-# from the same committed caffemodel; --max-iter's third number is the budget)
-FIVE_POINT_WEIGHTS = str(REPO / "models" / "tcdcn_5pt" / "tcdcn_5pt.caffemodel")
-_FINETUNE = ["--init-weights", FIVE_POINT_WEIGHTS, "--stages", "finetune", "--lr-policy", "poly"]
+# The landmark loss, as a finetune of the 5-point weights released at START_COMMIT (every
+# variant starts from that caffemodel, read from git into OUT/start.caffemodel; --max-iter's
+# third number is the budget)
+START_COMMIT = "e8e12bd9b866bf27a6f3e002b06819bc68c7dae6"
+START_WEIGHTS = "python/tcdcn/models/tcdcn_5pt/tcdcn_5pt.caffemodel"
+_FINETUNE = ["--init-weights", "{out}/start.caffemodel", "--stages", "finetune",
+             "--lr-policy", "poly"]
 VARIANTS_LOSS = {
     "Euclidean, lr 0.01": [*_FINETUNE, "--lr", "0.01"],
     "Wing (w 6 px, epsilon 1.25 px), lr 1e-4": [*_FINETUNE, "--loss", "wing", "--lr", "1e-4"],
@@ -88,7 +91,13 @@ def main(argv=None) -> int:
     results_path = args.out / "ablations.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
     py = sys.executable
+    if args.suite == "5pt-loss" and not (args.out / "start.caffemodel").is_file():
+        blob = subprocess.run(["git", "-C", str(REPO), "show", f"{START_COMMIT}:{START_WEIGHTS}"],
+                              capture_output=True, check=True).stdout
+        (args.out / "start.caffemodel.tmp").write_bytes(blob)
+        (args.out / "start.caffemodel.tmp").replace(args.out / "start.caffemodel")
     for name, flags in SUITES[args.suite].items():
+        flags = [f.replace("{out}", str(args.out)) for f in flags]
         if args.only and not any(name.startswith(o) for o in args.only):
             continue
         if name in results:
