@@ -60,9 +60,10 @@ def portable(text: str, run: Path, lmdb: Path, caffe_tool: Path) -> str:
                 .replace(str(REPO) + "/", ""))
 
 
-def started_from(init: str, depth: int = 0) -> dict:
+def started_from(init: str, depth: int = 0, run_commit: str | None = None) -> dict:
     """Where a run's first weights came from, followed back: another run (its command and
-    stages, and where that one started) or a released model (its commit and training)."""
+    stages, and where that one started) or a released model (its commit and training, as
+    committed when the run started: the folder may hold a newer release by now)."""
     parent = Path(init).parent
     if (parent / "state.json").is_file() and depth < 10:     # continued from another run
         prev = json.loads((parent / "state.json").read_text())
@@ -73,10 +74,19 @@ def started_from(init: str, depth: int = 0) -> dict:
                  "stages": {k: {kk: v[kk] for kk in ("best_iter", "best_measure", "measure")
                                 if kk in v} for k, v in prev.get("stages", {}).items()}}
         if prev.get("init_weights"):
-            found["started_from"] = started_from(prev["init_weights"], depth + 1)
+            found["started_from"] = started_from(prev["init_weights"], depth + 1,
+                                                 prev.get("commit"))
         return found
     if (parent / "model.json").is_file():                     # from a released model
         prev = json.loads((parent / "model.json").read_text())
+        try:
+            rel = (parent.resolve() / "model.json").relative_to(REPO)
+            shown = subprocess.run(["git", "-C", str(REPO), "show", f"{run_commit}:{rel}"],
+                                   capture_output=True, text=True) if run_commit else None
+            if shown is not None and shown.returncode == 0:
+                prev = json.loads(shown.stdout)
+        except ValueError:   # a model folder outside this checkout: as it is now
+            pass
         return {"weights": init, "model": prev.get("name"), "commit": prev.get("commit"),
                 "training": prev.get("training")}
     return {"weights": init}
@@ -178,7 +188,8 @@ def main(argv=None) -> int:
                    "redistribution of the data). The weights inherit those terms.",
     }
     if state.get("init_weights"):
-        meta["training"]["started_from"] = started_from(state["init_weights"])
+        meta["training"]["started_from"] = started_from(state["init_weights"], 0,
+                                                        state.get("commit"))
     from tcdcn.caffe_build import build_info
     tool = build_info().caffe_tool
     meta["training"] = json.loads(portable(json.dumps(meta["training"]), args.run,
