@@ -114,6 +114,7 @@ def test_log_parser():
                          "landmark_loss": 0.02}]
     assert [t["iter"] for t in p.train] == [100, 200]
     assert p.train[0]["landmark_loss"] == 0.06
+    assert [t["iters_per_s"] for t in p.train] == [4.6, 4.6] and p.samples_per_s(10) == 46
     assert p.snapshots == ["x_iter_200.solverstate"]
     assert aux_measure(finished[0]) == pytest.approx(0.065)
 

@@ -22,6 +22,9 @@ import time
 from pathlib import Path
 
 
+REPO = Path(__file__).resolve().parent.parent
+
+
 def timed(fn, repeats: int) -> float:
     """Median seconds of fn() over `repeats` runs (after one warm-up)."""
     fn()
@@ -122,7 +125,10 @@ def main(argv=None) -> int:
     from tcdcn.inference import LandmarkModel
     model_dir = args.model or DEFAULT_MODEL
     crops = np.random.default_rng(0).integers(0, 256, (1024, 1, 40, 40)).astype(np.float32)
-    results = {"model": str(model_dir), "threads": args.threads, "opencv_threads": 1,
+    shown = Path(model_dir).resolve()   # recorded relative to the project, like the flags
+    if shown.is_relative_to(REPO):
+        shown = shown.relative_to(REPO)
+    results = {"model": str(shown), "threads": args.threads, "opencv_threads": 1,
                "fast_cpu_paths": os.environ.get("CAFFE_FAST_CPU", "1") != "0"}
     for backend in ("caffe", "opencv"):
         m1 = LandmarkModel(model_dir, batch=1, backend=backend)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 
 def parse_args(argv):
+    from tcdcn.net import INPUT_SIZE, NetOptions
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--lmdb", type=Path, required=True, help="make_lmdb.py output folder")
@@ -52,7 +53,8 @@ def parse_args(argv):
                         "(0, the default: linear heads on fc5, as the paper)")
     p.add_argument("--loss", choices=("euclidean", "wing"), default="euclidean",
                    help="the landmark loss (validation always reports the Euclidean one)")
-    p.add_argument("--wing", type=float, nargs=2, default=(6.0, 1.25), metavar=("W", "EPSILON"),
+    p.add_argument("--wing", type=float, nargs=2, metavar=("W", "EPSILON"),
+                   default=(NetOptions.wing_w * INPUT_SIZE, NetOptions.wing_epsilon * INPUT_SIZE),
                    help="Wing loss w and epsilon in pixels of the 40-px input (default 6 1.25: "
                         "the paper's 10 and 2 on 64 px, scaled)")
     relu = p.add_mutually_exclusive_group()

@@ -113,13 +113,13 @@ def _landmark_head(n, L, feat, opts: NetOptions, frozen: bool = False):
     return n.landmarks_abs
 
 
-def _aux_head(n, L, task, feat, opts: NetOptions, param=None, fillers: bool = True):
+def _aux_head(n, L, task, feat, opts: NetOptions, param=None, with_fillers: bool = True):
     """One auxiliary task's logits: fc_<task> on fc5 (the paper), or with opts.aux_hidden
     a hidden layer on conv4's output (before fc5, which finetuning on landmarks alone
     specialises): fc_<task>_hidden -> ReLU -> fc_<task>_out. Other names than the linear
     head's, so that weights of the other layout are never copied into them."""
     fillers = dict(weight_filler=dict(type="xavier"),
-                   bias_filler=dict(type="constant", value=0)) if fillers else {}
+                   bias_filler=dict(type="constant", value=0)) if with_fillers else {}
     extra = dict(param=param) if param else {}
     if not opts.aux_hidden:
         fc = L.InnerProduct(feat, num_output=len(task.classes), **fillers, **extra)
@@ -217,7 +217,7 @@ def deploy_net(opts: NetOptions = NetOptions(), batch: int = 1):
     n.landmarks = L.Power(pred, power=1, scale=1, shift=0)  # a stable output name
     if opts.auxiliary:
         for task in TASKS:
-            fc = _aux_head(n, L, task, feat, opts, fillers=False)
+            fc = _aux_head(n, L, task, feat, opts, with_fillers=False)
             setattr(n, f"{task.name}_prob", L.Softmax(fc))
     proto = n.to_proto()
     proto.name = f"tcdcn_{opts.scheme}_deploy"

@@ -272,10 +272,9 @@ def save_state(run: Path, state: dict) -> None:
 def loss_options(args) -> dict:
     """NetOptions fields of the landmark loss (Wing's parameters in crop units)."""
     from tcdcn.net import INPUT_SIZE
-    loss = getattr(args, "loss", "euclidean")
-    if loss != "wing":
+    if args.loss != "wing":
         return {}
-    w, epsilon = getattr(args, "wing", (6.0, 1.25))
+    w, epsilon = args.wing
     if w <= 0 or epsilon <= 0:
         raise SystemExit(f"error: --wing {w} {epsilon}: both must be positive")
     return dict(landmark_loss="wing", wing_w=w / INPUT_SIZE, wing_epsilon=epsilon / INPUT_SIZE)

@@ -109,13 +109,13 @@ class LogParser:
         m = _ITER.search(line)
         if m:
             rate = _RATE.search(line)
-            if rate:
-                self.iters_per_s = float(rate.group(1))
             if self._test_iter is not None:
                 finished = self.tests[-1]
                 self._test_iter = None
             self._train_iter = int(m.group(1))
             self.train.append({"iter": self._train_iter, "loss": float(m.group(2))})
+            if rate:
+                self.iters_per_s = self.train[-1]["iters_per_s"] = float(rate.group(1))
             return finished
         m = _OUTPUT.search(line)
         if m:
