@@ -40,6 +40,11 @@ inline void set_fast_cpu_enabled(bool on) { fast_cpu_flag() = on; }
 /// Loops over fewer elements than this run on the calling thread.
 const int kParallelMinWork = 1 << 15;
 
+/// Elementwise loops are split into blocks of this many elements, each an `omp simd`
+/// loop, and threads take whole blocks (a combined `parallel for simd` is vectorised by
+/// GCC only on its threaded path, not where the if() clause keeps it serial).
+const int kSimdBlock = 4096;
+
 /// The batched convolution im2col's buffer holds at most this many elements (default
 /// 1 M: 4 MB in float, measured best of 4 M, 1 M and 256 K by tools/bench_train.py); a
 /// layer whose single image needs more keeps upstream's
