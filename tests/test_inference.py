@@ -262,6 +262,75 @@ def test_mtcnn_backends_agree(caffe):
     assert found >= len(images) - 1
 
 
+def test_mtcnn_lazy_stages_find_the_same_faces_with_fewer_crops(monkeypatch):
+    """The lazy R-Net / O-Net (mtcnn.LAZY) against the authors' cascade (every box through
+    every stage): the same faces, boxes within a few pixels, and fewer crops evaluated; a
+    rejected best box still lets its neighbours through (the second pass)."""
+    import skimage.data
+    import tcdcn.mtcnn as mtcnn
+    from tcdcn.detect import iou
+    from conftest import SHARED_DATA
+    astronaut = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)
+    images = [astronaut, np.hstack([astronaut[:300, 100:350]] * 3)]   # one face, then three
+    listing = SHARED_DATA / "MTFL" / "testing.txt"
+    if listing.is_file():
+        from tcdcn.datasets import read_mtfl
+        images += [cv2.copyMakeBorder(cv2.imread(str(s.image)), 20, 20, 20, 20,
+                                      cv2.BORDER_REPLICATE)
+                   for s in read_mtfl(listing, SHARED_DATA / "MTFL")[:12]]
+    crops = {24: 0, 48: 0}
+    real = mtcnn._crops
+
+    def counted(image, boxes, size):
+        crops[size] += len(boxes)
+        return real(image, boxes, size)
+
+    monkeypatch.setattr(mtcnn, "_crops", counted)
+    authors = mtcnn.MTCNNDetector(lazy=(1.0, 1.0))
+    lazy = mtcnn.MTCNNDetector()
+    assert lazy.lazy == mtcnn.LAZY and max(mtcnn.LAZY) < 1
+    n_authors, n_lazy, faces = {24: 0, 48: 0}, {24: 0, 48: 0}, 0
+    for image in images:
+        before = dict(crops)
+        a, _ = authors.raw(image)
+        middle = dict(crops)
+        b, _ = lazy.raw(image)
+        for k in crops:
+            n_authors[k] += middle[k] - before[k]
+            n_lazy[k] += crops[k] - middle[k]
+        assert len(a) == len(b), image.shape
+        for box in a:   # every face of the full cascade is found, within a few pixels
+            best = max(iou(box, other) for other in b)
+            assert best > 0.75, (box, b)
+        faces += len(a)
+    assert faces >= len(images) + 1   # three faces in the second image
+    assert n_lazy[48] < 0.6 * n_authors[48], (n_lazy, n_authors)
+    assert n_lazy[24] <= n_authors[24]
+    # a rejected first-pass box: with an O-Net threshold nothing passes, the second pass
+    # runs the suppressed neighbours too (as many O-Net crops as the full cascade)
+    crops.update({24: 0, 48: 0})
+    strict = mtcnn.MTCNNDetector(thresholds=(0.6, 0.7, 1.0), lazy=(1.0, 0.3))
+    assert len(strict.raw(astronaut)[0]) == 0
+    lazy_48 = crops[48]
+    crops.update({24: 0, 48: 0})
+    assert len(mtcnn.MTCNNDetector(thresholds=(0.6, 0.7, 1.0), lazy=(1.0, 1.0)).raw(astronaut)[0]) == 0
+    assert lazy_48 == crops[48] > 1
+
+
+def test_mtcnn_thresholds_for_one_call():
+    """raw_points(thresholds=...) applies to that call only."""
+    import skimage.data
+    from tcdcn.mtcnn import THRESHOLDS, MTCNNDetector
+    image = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)
+    det = MTCNNDetector()
+    assert len(det.raw_points(image, thresholds=(0.6, 0.7, 1.0))[0]) == 0
+    assert det.thresholds == THRESHOLDS and len(det.raw_points(image)[0]) == 1
+    with pytest.raises(ValueError, match="lazy"):
+        MTCNNDetector(lazy=(0.5,))
+    with pytest.raises(ValueError, match="nms_thresholds"):
+        MTCNNDetector(nms_thresholds=(0.5, 0.7, 0.7, 0))
+
+
 def test_mtcnn_missing_models_say_where_to_get_them(tmp_path):
     from tcdcn.mtcnn import MTCNNDetector
     with pytest.raises(FileNotFoundError, match="kpzhang93/MTCNN_face_detection_alignment"):

@@ -210,7 +210,9 @@ class LandmarkModel:
         if not self.flip or len(crops) == 0:
             return self._forward(crops)
         n = len(crops)
-        both = self._forward(np.concatenate([crops, crops[..., ::-1]]))
+        # a face and its mirror go through the net together (batch 2 at batch 1: one pass,
+        # not two)
+        both = self._forward(np.concatenate([crops, crops[..., ::-1]]), 2 * self.batch)
         out = {}
         for k, v in both.items():
             plain, mirrored = v[:n], v[n:]
@@ -223,10 +225,11 @@ class LandmarkModel:
             out[k] = (plain + mirrored) / 2
         return out
 
-    def _forward(self, crops: np.ndarray) -> dict[str, np.ndarray]:
+    def _forward(self, crops: np.ndarray, batch: int | None = None) -> dict[str, np.ndarray]:
         outs: dict[str, list] = {}
-        for start in range(0, len(crops), self.batch):
-            chunk = crops[start:start + self.batch]
+        batch = batch or self.batch
+        for start in range(0, len(crops), batch):
+            chunk = crops[start:start + batch]
             if self.backend == "opencv":
                 self.cv_net.setInput(np.ascontiguousarray(chunk))
                 result = dict(zip(self.outputs, self.cv_net.forward(self.outputs)))

@@ -24,6 +24,28 @@ def bundled_models() -> Path:
 
 THRESHOLDS = (0.6, 0.7, 0.7)
 FACTOR = 0.709
+# IoU thresholds of the non-maximum suppressions: within a P-Net scale, over all scales,
+# after R-Net, after O-Net ("min" mode). The authors' code uses (0.5, 0.7, 0.7, 0.7).
+NMS = (0.5, 0.7, 0.7, 0.7)
+# Lazy R-Net / O-Net: each runs first on the boxes that survive a stricter NMS at this IoU,
+# then on the other boxes only where they overlap (IoU above it) a first-pass box the net
+# rejected. Where the best box of a cluster is accepted its neighbours are not run at all
+# (they would be merged into it by the next NMS); where it is rejected, they get the chance
+# the authors' cascade gives them. 1.0: off (every box, as the authors' code).
+LAZY = (0.5, 0.3)
+
+
+def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box of a with every box of b (edges, as _nms)."""
+    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
 def _nms(boxes: np.ndarray, threshold: float, mode: str = "union") -> np.ndarray:
@@ -95,7 +117,8 @@ class MTCNNDetector:
     model chooses (inference.default_backend)."""
 
     def __init__(self, folder: str | Path | None = None, calibration: Calibration | None = None,
-                 min_size: int = 20, thresholds=THRESHOLDS, backend: str = "opencv"):
+                 min_size: int = 20, thresholds=THRESHOLDS, backend: str = "opencv",
+                 nms_thresholds=None, lazy=None):
         folder = Path(folder) if folder is not None else bundled_models()
         if backend == "auto":
             from tcdcn.inference import default_backend
@@ -124,6 +147,12 @@ class MTCNNDetector:
         self.calibration = calibration or Calibration()
         self.min_size = min_size
         self.thresholds = thresholds
+        self.nms = tuple(NMS if nms_thresholds is None else nms_thresholds)
+        if len(self.nms) != 4 or not all(0 < t <= 1 for t in self.nms):
+            raise ValueError(f"nms_thresholds must be four IoUs in (0, 1], not {self.nms}")
+        self.lazy = tuple(LAZY if lazy is None else lazy)
+        if len(self.lazy) != 2 or not all(0 < t <= 1 for t in self.lazy):
+            raise ValueError(f"lazy must be two IoUs in (0, 1] (1: off), not {self.lazy}")
 
     @staticmethod
     def _input(grey_or_bgr: np.ndarray) -> np.ndarray:
@@ -144,17 +173,50 @@ class MTCNNDetector:
         onet.setInput(_crops(self._input(grey_or_bgr), _square(boxes), 48))
         return onet.forward("prob1")[:, 1].astype(np.float64).ravel()
 
+    def _stage(self, k: int, img: np.ndarray, boxes: np.ndarray, names: list[str]):
+        """R-Net (k 1) or O-Net (k 2) on `boxes`, lazily (LAZY): the indices of the boxes it
+        ran on and its outputs for them."""
+        net, size = self.nets[k], (24, 48)[k - 1]
+        strict = self.lazy[k - 1]
+
+        def run(idx):
+            net.setInput(_crops(img, boxes[idx], size))
+            return net.forward(names)
+
+        first = _nms(boxes, strict) if strict < 1 else np.arange(len(boxes))
+        outs = run(first)
+        rejected = first[outs[0][:, 1] <= self.thresholds[k]]
+        rest = np.setdiff1d(np.arange(len(boxes)), first)
+        if len(rejected) and len(rest):
+            near = _iou_matrix(boxes[rest, :4], boxes[rejected, :4]).max(axis=1) > strict
+            second = rest[near]
+            if len(second):
+                outs = [np.concatenate([a, b]) for a, b in zip(outs, run(second))]
+                first = np.concatenate([first, second])
+        return first, outs
+
     def raw(self, grey_or_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Uncalibrated boxes (left, top, right, bottom) and scores, best first."""
         boxes, scores, _ = self.raw_points(grey_or_bgr)
         return boxes, scores
 
-    def raw_points(self, grey_or_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def raw_points(self, grey_or_bgr: np.ndarray, thresholds=None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Boxes, scores and O-Net's five points (N x 5 x 2: eyes, nose, mouth corners, left
-        and right as seen in the image, the MTFL order), best first."""
+        and right as seen in the image, the MTFL order), best first. `thresholds` replaces
+        the detector's three score thresholds for this call."""
+        saved = self.thresholds
+        if thresholds is not None:
+            self.thresholds = tuple(thresholds)
+        try:
+            return self._raw_points(grey_or_bgr)
+        finally:
+            self.thresholds = saved
+
+    def _raw_points(self, grey_or_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         img = self._input(grey_or_bgr)
         h, w = img.shape[:2]
-        pnet, rnet, onet = self.nets
+        pnet = self.nets[0]
         # stage 1: P-Net over a pyramid
         m = 12.0 / self.min_size
         minl = min(h, w) * m
@@ -173,29 +235,27 @@ class MTCNNDetector:
                               np.fix((2 * xs + 12) / scale), np.fix((2 * ys + 12) / scale),
                               score[ys, xs]], axis=1)
                 b = np.concatenate([b, r], axis=1)
-                candidates.append(b[_nms(b, 0.5)])
+                candidates.append(b[_nms(b, self.nms[0])])
             scale *= FACTOR
             minl *= FACTOR
         if not candidates:
             return np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2))
         boxes = np.concatenate(candidates)
-        boxes = boxes[_nms(boxes, 0.7)]
+        boxes = boxes[_nms(boxes, self.nms[1])]
         boxes = np.concatenate([_square(_regress(boxes[:, :5], boxes[:, 5:9]))], axis=0)
         # stage 2: R-Net
-        rnet.setInput(_crops(img, boxes, 24))
-        prob, reg = rnet.forward(["prob1", "conv5-2"])
+        ran, (prob, reg) = self._stage(1, img, boxes, ["prob1", "conv5-2"])
         keep = prob[:, 1] > self.thresholds[1]
-        boxes, reg = boxes[keep], reg[keep]
+        boxes, reg = boxes[ran[keep]], reg[keep]
         if len(boxes) == 0:
             return np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2))
         boxes[:, 4] = prob[keep, 1]
-        pick = _nms(boxes, 0.7)
+        pick = _nms(boxes, self.nms[2])
         boxes = _square(_regress(boxes[pick], reg[pick]))
         # stage 3: O-Net
-        onet.setInput(_crops(img, boxes, 48))
-        prob, reg, pts = onet.forward(["prob1", "conv6-2", "conv6-3"])
+        ran, (prob, reg, pts) = self._stage(2, img, boxes, ["prob1", "conv6-2", "conv6-3"])
         keep = prob[:, 1] > self.thresholds[2]
-        boxes, reg, pts = boxes[keep], reg[keep], pts[keep]
+        boxes, reg, pts = boxes[ran[keep]], reg[keep], pts[keep]
         if len(boxes) == 0:
             return np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2))
         boxes[:, 4] = prob[keep, 1]
@@ -205,7 +265,7 @@ class MTCNNDetector:
         points = np.stack([boxes[:, 0:1] + w * pts[:, 0:5], boxes[:, 1:2] + h * pts[:, 5:10]],
                           axis=2)
         boxes = _regress(boxes, reg)
-        pick = _nms(boxes, 0.7, "min")
+        pick = _nms(boxes, self.nms[3], "min")
         boxes, points = boxes[pick], points[pick]
         order = np.argsort(-boxes[:, 4])
         return boxes[order, :4], boxes[order, 4], points[order]
