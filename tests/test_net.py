@@ -218,3 +218,54 @@ def test_aux_hidden_heads_branch_from_conv4_and_train_only_in_their_stages(caffe
     for task in TASKS:
         assert out[f"{task.name}_prob"].shape == (2, len(task.classes))
     assert net.params["fc_gender_hidden"][0].data.shape[1] == net.blobs["conv4"].data[0].size
+
+
+def test_aux_branch_has_its_own_conv4_started_as_a_copy(caffe, tmp_path):
+    """--aux-branch: the heads read conv4_aux (on pool3), trained in the heads stage while
+    conv1-3, conv4 and the landmark head stay frozen; with_aux_branch starts it as conv4,
+    so the new net's outputs equal the old net's until the branch trains."""
+    from tcdcn.net import NetOptions, deploy_net, train_net
+    from tcdcn.training import with_aux_branch
+    plain, branch = NetOptions(aux_hidden=16), NetOptions(aux_hidden=16, aux_branch=True)
+    layers = {l.name: l for l in train_net("t", "v", "heads", branch).layer}
+    assert list(layers["conv4_aux"].bottom) == ["pool3"]
+    assert layers["conv4_aux"].type == layers["conv4"].type == "LocallyConnected"
+    assert [p.lr_mult for p in layers["conv4_aux"].param] == [1, 1]
+    for frozen in ("conv1", "conv3", "conv4", "fc5", "fc_landmarks"):
+        assert [p.lr_mult for p in layers[frozen].param] == [0, 0], frozen
+    for task in TASKS:
+        assert list(layers[f"fc_{task.name}_hidden"].bottom) == ["conv4_aux"]
+    landmarks_stage = {l.name: l for l in train_net("t", "v", "finetune", branch).layer}
+    assert [p.lr_mult for p in landmarks_stage["conv4_aux"].param] == [0, 0]
+    # weights of the plain net -> the branch net: same outputs
+    caffe.set_random_seed(3)
+    d_plain, d_branch = tmp_path / "plain4.prototxt", tmp_path / "branch4.prototxt"
+    d_plain.write_text(str(deploy_net(plain, batch=4)))
+    d_branch.write_text(str(deploy_net(branch, batch=4)))
+    net = caffe.Net(str(d_plain), caffe.TEST)
+    rng = np.random.default_rng(1)
+    for params in net.params.values():   # deploy nets have no fillers in the heads
+        for blob in params:
+            blob.data[...] = rng.normal(0, 0.1, size=blob.data.shape)
+    src = tmp_path / "plain.caffemodel"
+    net.save(str(src))
+    out = with_aux_branch(src, branch, tmp_path / "branch.caffemodel")
+    assert out == tmp_path / "branch.caffemodel"
+    assert with_aux_branch(out, branch, tmp_path / "again.caffemodel") == out   # has one
+    crops = np.random.default_rng(0).uniform(0, 255, (4, 1, 40, 40))
+    a = caffe.Net(str(d_plain), caffe.TEST, weights=str(src))
+    b = caffe.Net(str(d_branch), caffe.TEST, weights=str(out))
+    a.blobs["data"].data[...] = crops
+    b.blobs["data"].data[...] = crops
+    copy = lambda out: {k: v.copy() for k, v in out.items()}   # forward() returns views
+    ra, rb = copy(a.forward()), copy(b.forward())
+    assert set(ra) == set(rb)
+    for k in ra:
+        np.testing.assert_allclose(ra[k], rb[k], rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(b.params["conv4_aux"][0].data, b.params["conv4"][0].data)
+    # a branch that differs changes the attributes, not the landmarks
+    b.params["conv4_aux"][0].data[...] *= 0.5
+    b.blobs["data"].data[...] = crops
+    rc = copy(b.forward())
+    np.testing.assert_array_equal(rc["landmarks"], rb["landmarks"])
+    assert not np.allclose(rc["gender_prob"], rb["gender_prob"])

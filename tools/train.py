@@ -51,6 +51,10 @@ def parse_args(argv):
     p.add_argument("--aux-hidden", type=int, default=0, metavar="N",
                    help="auxiliary heads with a hidden layer of N units on conv4's output "
                         "(0, the default: linear heads on fc5, as the paper)")
+    p.add_argument("--aux-branch", action="store_true",
+                   help="with --aux-hidden: the auxiliary heads get their own conv4 on conv3's "
+                        "output (trained with them: in the heads stage the trunk conv1-3 and "
+                        "the landmark path stay frozen)")
     p.add_argument("--loss", choices=("euclidean", "wing"), default="euclidean",
                    help="the landmark loss (validation always reports the Euclidean one)")
     p.add_argument("--wing", type=float, nargs=2, metavar=("W", "EPSILON"),

@@ -40,6 +40,10 @@ class NetOptions:
     wing_epsilon: float = 1.25 / INPUT_SIZE  # 10 and 2 px of a 64-px input, scaled to 40 px
     aux_hidden: int = 0                    # 0: linear auxiliary heads on fc5 (the paper);
                                            # N: conv4 -> fc N -> ReLU -> fc per auxiliary task
+    aux_branch: bool = False               # with aux_hidden: the heads read their own conv4
+                                           # (conv4_aux on conv3's pooled output), not the
+                                           # landmarks' (the 68-point recipe's split, for
+                                           # attributes)
 
     def channels(self, base: int) -> int:
         return max(1, int(round(base * self.width)))
@@ -129,7 +133,14 @@ def _aux_head(n, L, task, feat, opts: NetOptions, param=None, with_fillers: bool
         fc = L.InnerProduct(feat, num_output=len(task.classes), **fillers, **extra)
         setattr(n, f"fc_{task.name}", fc)
         return fc
-    hidden = L.InnerProduct(n.relu4, num_output=opts.aux_hidden, **fillers, **extra)
+    if opts.aux_branch and "conv4_aux" not in n.tops:
+        # the auxiliary tasks' own conv4, the same layer type and size as the landmarks'
+        layer = L.LocallyConnected if opts.conv4 == "locally_connected" else L.Convolution
+        n.conv4_aux = layer(n.relu3, num_output=opts.channels(80), kernel_size=2,
+                            **fillers, **extra)
+        n.relu4_aux = L.ReLU(n.conv4_aux, in_place=True)
+    source = n.relu4_aux if opts.aux_branch else n.relu4
+    hidden = L.InnerProduct(source, num_output=opts.aux_hidden, **fillers, **extra)
     setattr(n, f"fc_{task.name}_hidden", hidden)
     relu = L.ReLU(hidden, in_place=True)
     setattr(n, f"relu_{task.name}_hidden", relu)

@@ -27,7 +27,7 @@ STAGE_ORDER = STAGES[:3]      # + "heads" with --refit-heads
 RUN_OPTIONS = ("test_interval", "patience", "smooth", "batch", "lr", "lr_policy", "width",
                "seed", "conv4", "activation", "relu_after_norm", "landmarks_only",
                "unstaged", "init_trunk", "freeze_trunk", "trunk_lr_mult", "init_weights",
-               "stages", "loss", "wing", "aux_hidden")
+               "stages", "loss", "wing", "aux_hidden", "aux_branch")
 
 
 def run_options(args) -> dict:
@@ -124,6 +124,9 @@ def run_stage(args, stage: str, state: dict, caffe_tool: Path, opts) -> None:
     else:
         st["tests"] = []
         previous = state.get("best_weights") or state.get("init_weights")
+        if previous and opts.aux_branch:   # conv4_aux starts as a copy of conv4
+            from tcdcn.training import with_aux_branch
+            previous = str(with_aux_branch(previous, opts, args.run / "init_branch.caffemodel"))
         if previous:
             cmd += ["-weights", previous]
     state.setdefault("commands", []).append(shlex.join(cmd))
@@ -368,7 +371,10 @@ def train(args, command: str) -> int:
                       landmark_activation=args.activation,
                       relu_after_norm=args.relu_after_norm, width=args.width,
                       auxiliary=not args.landmarks_only, aux_hidden=args.aux_hidden,
+                      aux_branch=getattr(args, "aux_branch", False),
                       **loss_options(args))
+    if opts.aux_branch and not opts.aux_hidden:
+        raise SystemExit("error: --aux-branch needs --aux-hidden N (the heads on the branch)")
     state_path = args.run / "state.json"
     state = json.loads(state_path.read_text()) if state_path.is_file() else {
         "lmdb": str(args.lmdb.resolve()), "net_options": opts.as_dict(), "stages": {},

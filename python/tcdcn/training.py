@@ -178,3 +178,31 @@ def init_from_trunk(source, opts, out, seed: int = 1):
     net.save(str(tmp))
     tmp.replace(out)
     return out
+
+
+def with_aux_branch(weights, opts, out):
+    """Weights for a net with the auxiliary branch (NetOptions.aux_branch) from weights
+    without one: every layer copied by name, and conv4_aux started as a copy of conv4, so
+    that the copied heads see at first exactly the features they were trained on (training
+    the branch can then only move away from where they already stand). Returns `out`, or
+    `weights` itself when it holds a conv4_aux already."""
+    from pathlib import Path
+
+    import caffe
+    from caffe.proto import caffe_pb2
+
+    from tcdcn.net import deploy_net
+    weights, out = Path(weights), Path(out)
+    proto = caffe_pb2.NetParameter()
+    proto.ParseFromString(weights.read_bytes())
+    if any(layer.name == "conv4_aux" for layer in proto.layer):
+        return weights
+    deploy = out.with_suffix(".prototxt")
+    deploy.write_text(str(deploy_net(opts)))
+    net = caffe.Net(str(deploy), caffe.TEST, weights=str(weights))
+    for have, want in zip(net.params["conv4"], net.params["conv4_aux"]):
+        want.data[...] = have.data
+    tmp = out.with_name(out.name + ".tmp")
+    net.save(str(tmp))
+    tmp.replace(out)
+    return out
