@@ -162,3 +162,19 @@ def test_other_files_in_folders_are_reported(model_dir, media, tmp_path, python_
     assert "ignored 2 files" in res.stderr and ".gif 1" in res.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert sorted(Path(p).name for p in summary["ignored"]) == ["anim.gif", "notes.txt"]
+
+
+def test_min_face(model_dir, media, tmp_path, python_exe):
+    """--min-face: her face (about 100 px) is found at 20 and 80 px, not when the smallest
+    face searched is larger than the image; a value under MTCNN's 12-px window is an error."""
+    found = {}
+    for px in (20, 80, 600):
+        out = tmp_path / f"o{px}"
+        res = run([python_exe, REPO / "tools" / "detect.py", media / "photos" / "a.jpg",
+                   "--model", model_dir, "--out", out, "--min-face", str(px)])
+        assert res.returncode == 0, res.stderr
+        found[px] = len(json.loads((out / "faces.jsonl").read_text())["faces"])
+    assert found == {20: 1, 80: 1, 600: 0}
+    res = run([python_exe, REPO / "tools" / "detect.py", media / "photos" / "a.jpg",
+               "--model", model_dir, "--out", tmp_path / "bad", "--min-face", "5"])
+    assert res.returncode == 1 and "min_face must be" in res.stderr

@@ -121,6 +121,11 @@ class Detector:
                  backend: str = "auto", refine: int | None = None, pad="auto",
                  crop_from: str | None = None):
         from tcdcn.evaluation import make_detector
+        import numbers
+        if not isinstance(min_face, numbers.Integral) or min_face < 12:
+            raise ValueError(f"min_face must be a whole number of pixels >= 12 (MTCNN's "
+                             f"smallest window), not {min_face!r}")
+        min_face = int(min_face)
         self.model = LandmarkModel(resolve_model(model), batch=batch, backend=backend)
         # a border for tight crops, so that faces touching the edges are found: "auto" is
         # detect.DEFAULT_PADS (10%, else 25% where that found nothing); 0 for none

@@ -45,6 +45,9 @@ def parse_args(argv):
                         "N frames or when a face fails MTCNN's face check (0: detect every "
                         "frame)")
     p.add_argument("--batch", type=int, default=64, help="images per batch")
+    p.add_argument("--min-face", type=int, default=20, metavar="PX",
+                   help="smallest face searched, in pixels (default 20; 40 takes about 60%% of "
+                        "the detection time on small photos)")
     p.add_argument("--pad", type=float, nargs="+", default=None, metavar="FRACTION",
                    help="border added before detection, as fractions of the longer side, "
                         "each tried while none found a face (default: 0.1 then 0.25, for "
@@ -177,7 +180,7 @@ def main(argv=None) -> int:
     try:
         detector = Detector(args.model or DEFAULT_MODEL, batch=args.batch,
                             detector=args.detector, mtcnn=args.mtcnn, backend=args.backend,
-                            crop_from=args.crop_from,
+                            crop_from=args.crop_from, min_face=args.min_face,
                             pad="auto" if args.pad is None else args.pad)
         given = read_boxes(args.boxes) if args.boxes else None
     except (FileNotFoundError, ValueError) as err:
