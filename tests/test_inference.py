@@ -317,14 +317,8 @@ def test_mtcnn_lazy_stages_find_the_same_faces_with_fewer_crops(monkeypatch):
     assert lazy_48 == crops[48] > 1
 
 
-def test_mtcnn_thresholds_for_one_call():
-    """raw_points(thresholds=...) applies to that call only."""
-    import skimage.data
-    from tcdcn.mtcnn import THRESHOLDS, MTCNNDetector
-    image = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)
-    det = MTCNNDetector()
-    assert len(det.raw_points(image, thresholds=(0.6, 0.7, 1.0))[0]) == 0
-    assert det.thresholds == THRESHOLDS and len(det.raw_points(image)[0]) == 1
+def test_mtcnn_rejects_bad_nms_and_lazy_settings():
+    from tcdcn.mtcnn import MTCNNDetector
     with pytest.raises(ValueError, match="lazy"):
         MTCNNDetector(lazy=(0.5,))
     with pytest.raises(ValueError, match="nms_thresholds"):

@@ -98,3 +98,29 @@ def test_released_model_measures_what_model_json_says():
     report = evaluate(LandmarkModel(MODEL), aflw, "landmarks", refine=meta.get("refine", 0))
     assert abs(report["nme_mean"] - stored["nme_mean"]) < 0.01, (report["nme_mean"], stored)
     assert abs(report["failure_rate"] - stored["failure_rate"]) < 0.5
+
+
+@pytest.mark.caffe
+def test_refresh_deploy_rewrites_only_an_equal_net(caffe, tmp_path, python_exe):
+    """release_model.py --refresh-deploy: a stale deploy.prototxt of the same function is
+    rewritten from net.py; one whose net.py twin computes something else is refused."""
+    import shutil
+    from conftest import run
+    for name in ("same", "other"):
+        shutil.copytree(MODEL, tmp_path / name)
+    deploy = tmp_path / "same" / "deploy.prototxt"
+    current = deploy.read_text()
+    deploy.write_text(current.replace("# Generated", "# An older copy, generated"))
+    out = run([python_exe, REPO / "tools" / "release_model.py", "--refresh-deploy",
+               tmp_path / "same"])
+    assert out.returncode == 0 and "max difference 0.0e+00" in out.stdout, out.stderr
+    assert deploy.read_text() == current
+    meta_path = tmp_path / "other" / "model.json"
+    meta = json.loads(meta_path.read_text())
+    meta["net_options"]["landmark_activation"] = "linear"   # net.py would drop the tanh
+    meta_path.write_text(json.dumps(meta))
+    before = (tmp_path / "other" / "deploy.prototxt").read_text()
+    out = run([python_exe, REPO / "tools" / "release_model.py", "--refresh-deploy",
+               tmp_path / "other"])
+    assert out.returncode == 1 and "release the model again" in out.stderr
+    assert (tmp_path / "other" / "deploy.prototxt").read_text() == before

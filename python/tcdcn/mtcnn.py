@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tcdcn.detect import Calibration, nms
+from tcdcn.detect import Calibration, iou_matrix, nms
 
 def bundled_models() -> Path:
     """The MTCNN models shipped in the package (found through importlib.resources)."""
@@ -36,19 +36,6 @@ NMS = (0.5, 0.7, 0.7, 0.7)
 # 1,207 either way; the 2,555 non-frontal MTFL training faces: 0 either way) with 2.6x fewer
 # O-Net crops; a lazy R-Net (0.5) saved 9% of its crops but missed 1 of those 2,555.
 LAZY = (1.0, 0.3)
-
-
-def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box of a with every box of b (edges, as _nms)."""
-    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
 def _nms(boxes: np.ndarray, threshold: float, mode: str = "union") -> np.ndarray:
@@ -191,7 +178,7 @@ class MTCNNDetector:
         rejected = first[outs[0][:, 1] <= self.thresholds[k]]
         rest = np.setdiff1d(np.arange(len(boxes)), first)
         if len(rejected) and len(rest):
-            near = _iou_matrix(boxes[rest, :4], boxes[rejected, :4]).max(axis=1) > strict
+            near = iou_matrix(boxes[rest, :4], boxes[rejected, :4]).max(axis=1) > strict
             second = rest[near]
             if len(second):
                 outs = [np.concatenate([a, b]) for a, b in zip(outs, run(second))]
@@ -203,20 +190,9 @@ class MTCNNDetector:
         boxes, scores, _ = self.raw_points(grey_or_bgr)
         return boxes, scores
 
-    def raw_points(self, grey_or_bgr: np.ndarray, thresholds=None
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def raw_points(self, grey_or_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Boxes, scores and O-Net's five points (N x 5 x 2: eyes, nose, mouth corners, left
-        and right as seen in the image, the MTFL order), best first. `thresholds` replaces
-        the detector's three score thresholds for this call."""
-        saved = self.thresholds
-        if thresholds is not None:
-            self.thresholds = tuple(thresholds)
-        try:
-            return self._raw_points(grey_or_bgr)
-        finally:
-            self.thresholds = saved
-
-    def _raw_points(self, grey_or_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        and right as seen in the image, the MTFL order), best first."""
         img = self._input(grey_or_bgr)
         h, w = img.shape[:2]
         pnet = self.nets[0]

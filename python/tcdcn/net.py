@@ -67,6 +67,14 @@ class SolverOptions:
 FROZEN = [dict(lr_mult=0, decay_mult=0), dict(lr_mult=0, decay_mult=0)]
 
 
+def _conv4(L, bottom, opts: NetOptions, **kwargs):
+    """conv4 2x2 (80 x width outputs): LocallyConnected, or Convolution as a switch."""
+    if opts.conv4 not in ("locally_connected", "convolution"):
+        raise ValueError(f"conv4 must be locally_connected or convolution, not {opts.conv4!r}")
+    layer = L.LocallyConnected if opts.conv4 == "locally_connected" else L.Convolution
+    return layer(bottom, num_output=opts.channels(80), kernel_size=2, **kwargs)
+
+
 def _trunk(n, L, P, data, opts: NetOptions, frozen: bool = False):
     n.norm = L.MVN(data, normalize_variance=True)
     top = n.norm
@@ -89,14 +97,7 @@ def _trunk(n, L, P, data, opts: NetOptions, frozen: bool = False):
         setattr(n, f"pool{i}", L.Pooling(conv, pool=P.Pooling.MAX, kernel_size=2, stride=2))
         setattr(n, f"relu{i}", L.ReLU(getattr(n, f"pool{i}"), in_place=True))
         top = getattr(n, f"relu{i}")
-    if opts.conv4 == "locally_connected":
-        n.conv4 = L.LocallyConnected(top, num_output=opts.channels(80), kernel_size=2,
-                                     weight_filler=filler, bias_filler=bias, **extra)
-    elif opts.conv4 == "convolution":
-        n.conv4 = L.Convolution(top, num_output=opts.channels(80), kernel_size=2,
-                                weight_filler=filler, bias_filler=bias, **extra)
-    else:
-        raise ValueError(f"conv4 must be locally_connected or convolution, not {opts.conv4!r}")
+    n.conv4 = _conv4(L, top, opts, weight_filler=filler, bias_filler=bias, **extra)
     n.relu4 = L.ReLU(n.conv4, in_place=True)
     n.fc5 = L.InnerProduct(n.relu4, num_output=opts.channels(256), weight_filler=filler,
                            bias_filler=bias, **extra)
@@ -135,9 +136,7 @@ def _aux_head(n, L, task, feat, opts: NetOptions, param=None, with_fillers: bool
         return fc
     if opts.aux_branch and "conv4_aux" not in n.tops:
         # the auxiliary tasks' own conv4, the same layer type and size as the landmarks'
-        layer = L.LocallyConnected if opts.conv4 == "locally_connected" else L.Convolution
-        n.conv4_aux = layer(n.relu3, num_output=opts.channels(80), kernel_size=2,
-                            **fillers, **extra)
+        n.conv4_aux = _conv4(L, n.relu3, opts, **fillers, **extra)
         n.relu4_aux = L.ReLU(n.conv4_aux, in_place=True)
     source = n.relu4_aux if opts.aux_branch else n.relu4
     hidden = L.InnerProduct(source, num_output=opts.aux_hidden, **fillers, **extra)

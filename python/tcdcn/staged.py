@@ -371,7 +371,7 @@ def train(args, command: str) -> int:
                       landmark_activation=args.activation,
                       relu_after_norm=args.relu_after_norm, width=args.width,
                       auxiliary=not args.landmarks_only, aux_hidden=args.aux_hidden,
-                      aux_branch=getattr(args, "aux_branch", False),
+                      aux_branch=args.aux_branch,
                       **loss_options(args))
     if opts.aux_branch and not opts.aux_hidden:
         raise SystemExit("error: --aux-branch needs --aux-hidden N (the heads on the branch)")
