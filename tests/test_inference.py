@@ -348,3 +348,22 @@ def test_haar_finds_the_astronaut():
     boxes, _ = HaarDetector().raw(grey)
     centres = [((l + r) / 2, (t + b) / 2) for l, t, r, b in boxes]
     assert any(190 < x < 260 and 80 < y < 150 for x, y in centres), boxes
+
+
+def test_mtcnn_recall_tool_on_a_few_validation_faces(tmp_path, python_exe):
+    """tools/mtcnn_recall.py (the numbers behind mtcnn.LAZY): every setting on both sets,
+    the lazy ones running no more O-Net crops than the authors' cascade."""
+    import json
+    from conftest import REPO, SHARED_DATA, run
+    if not (SHARED_DATA / "300W").is_dir() or not (SHARED_DATA / "MTFL").is_dir():
+        pytest.skip("needs ../shared/data (300W and MTFL)")
+    out = tmp_path / "recall.json"
+    res = run([python_exe, REPO / "tools" / "mtcnn_recall.py", "--limit", "4", "--json", out])
+    assert res.returncode == 0, res.stderr
+    report = json.loads(out.read_text())
+    assert len(report["sets"]) == 2
+    for rows in report["sets"].values():
+        authors, lazy = rows["authors' cascade"], rows["lazy O-Net (default)"]
+        assert authors["faces"] == lazy["faces"] == 4 and authors["lazy"] == [1.0, 1.0]
+        assert lazy["onet_crops_per_image"] <= authors["onet_crops_per_image"]
+        assert authors["onet_crops_per_image"] > 0
