@@ -18,7 +18,7 @@ from tcdcn.lmdb_io import decode_datum, read_lmdb
 
 pytestmark = pytest.mark.caffe   # lmdb_io needs caffe.proto (our Caffe build)
 
-from conftest import N_FACES
+from conftest import N_FACES, face_points
 NO_AUGMENT = AugmentConfig(max_angle=0, min_scale=1, max_scale=1, max_shift=0, mirror_p=0,
                            jpeg_p=0, max_brightness=0, max_contrast=0)
 
@@ -368,3 +368,87 @@ def test_stale_temporaries_of_a_killed_build_are_removed(dataset, tmp_path):
     assert manifest["removed_stale_temporaries"] == [str(stale)]
     assert not stale.exists() and alive.exists()
     assert not (tmp_path / "out" / OWNER).exists()
+
+
+# -- 300-W faces added to 5-point training ----------------------------------------------------
+
+def write_300w_faces(folder: Path, n: int, rng) -> list[np.ndarray]:
+    """n synthetic 300-W faces: 68 points (1-based in the .pts) whose five derived points
+    (eye centres, nose tip 30, mouth corners 48 and 54) are drawn as dots; returns those
+    five points (0-based) per face."""
+    folder.mkdir(parents=True)
+    derived = []
+    for i in range(n):
+        five = face_points(rng) + rng.uniform(-5, 5, size=2)
+        pts = np.tile(five[2], (68, 1)) + rng.uniform(-0.5, 0.5, size=(68, 2))
+        for eye, idx in ((0, range(36, 42)), (1, range(42, 48))):   # six points about the centre
+            ring = np.array([[np.cos(a), np.sin(a)] for a in np.linspace(0, 2 * np.pi, 7)[:6]])
+            pts[list(idx)] = five[eye] + 2.0 * ring
+        pts[30], pts[48], pts[54] = five[2], five[3], five[4]
+        img = np.full((100, 110), 40, np.uint8)
+        for x, y in five:
+            cv2.circle(img, (int(round(x)), int(round(y))), 2, 250, -1)
+        cv2.imwrite(str(folder / f"face{i}_1.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 98])
+        body = "\n".join(f"{x + 1:.4f} {y + 1:.4f}" for x, y in pts)
+        (folder / f"face{i}_1.pts").write_text(f"version: 1\nn_points: 68\n{{\n{body}\n}}\n")
+        derived.append(five)
+    return derived
+
+
+def test_added_300w_faces_train_with_derived_points_and_no_attributes(dataset, tmp_path):
+    from tcdcn.schemes import UNLABELLED
+    write_300w_faces(tmp_path / "300W", 6, np.random.default_rng(5))
+    out = tmp_path / "out"
+    # more samples than faces in the pool, so that every face is drawn
+    manifest = build(config(dataset, out, samples=200, augment=NO_AUGMENT,
+                            extra_300w=tmp_path))
+    assert manifest["extra_300w"]["faces"] == 6
+    from tcdcn.lmdb_build import load_samples, split_by_group
+    train, _ = split_by_group(load_samples("mtfl", dataset)[0], 0.25, 3)
+    assert manifest["counts"]["train_faces"] == len(train) + 6
+    recs = records(out / "train_lmdb")
+    added = [(img, lab) for img, lab, _ in recs if lab[10] == UNLABELLED]
+    labelled = [lab for _, lab, _ in recs if lab[10] != UNLABELLED]
+    assert added and labelled
+    assert all((lab[10:] == UNLABELLED).all() for _, lab in added), "all four unlabelled"
+    assert all((lab[10:] >= 0).all() for lab in labelled)
+    for image, labels in added:   # the derived points sit on the dots drawn there
+        found = find_dots(image[0])
+        assert len(found) == 5
+        for p in labels[:10].reshape(5, 2) * 40 - 0.5:   # dots drawn at rounded pixels
+            assert np.min(np.linalg.norm(found - p, axis=1)) < 1.0
+    # validation stays on the main dataset's faces
+    assert all((lab[10:] >= 0).all() for _, lab, _ in records(out / "val_lmdb"))
+
+
+def test_unlabelled_pose_is_not_a_profile_and_survives_mirroring():
+    from tcdcn.augment import mirror_labels
+    from tcdcn.lmdb_build import Prepared, is_profile
+    from tcdcn.schemes import FIVE_POINT, UNLABELLED
+    attrs = np.full(4, UNLABELLED, np.int64)
+    face = Prepared(region=np.zeros((4, 4), np.uint8), points=np.zeros((5, 2)),
+                    attributes=attrs, centre=np.zeros(2), side=1.0)
+    assert not is_profile(face)
+    _, mirrored = mirror_labels(np.zeros((5, 2)), attrs, FIVE_POINT)
+    assert (mirrored == UNLABELLED).all()
+    _, mirrored = mirror_labels(np.zeros((5, 2)), np.array([0, 1, 0, 0]), FIVE_POINT)
+    assert mirrored[3] == 4
+
+
+def test_add_300w_refuses_a_folder_without_faces(dataset, tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no 300-W faces"):
+        build(config(dataset, tmp_path / "out", extra_300w=tmp_path / "empty"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_augmentation_spread_scales_the_ranges_about_their_centres():
+    base = AugmentConfig()
+    assert base.spread(1.0) == base
+    half = base.spread(0.5)
+    assert half.max_angle == base.max_angle / 2 and half.max_shift == base.max_shift / 2
+    assert half.min_scale + half.max_scale == pytest.approx(base.min_scale + base.max_scale)
+    assert half.max_scale - half.min_scale == pytest.approx((base.max_scale - base.min_scale) / 2)
+    assert half.jpeg_p == base.jpeg_p and half.mirror_p == base.mirror_p
+    with pytest.raises(ValueError):
+        base.spread(-1)

@@ -269,3 +269,37 @@ def test_aux_branch_has_its_own_conv4_started_as_a_copy(caffe, tmp_path):
     rc = copy(b.forward())
     np.testing.assert_array_equal(rc["landmarks"], rb["landmarks"])
     assert not np.allclose(rc["gender_prob"], rb["gender_prob"])
+
+
+def test_unlabelled_faces_add_nothing_to_attribute_loss_and_accuracy(caffe, tmp_path):
+    """The multitask net's softmax loss and accuracy layers, as generated, run in our Caffe
+    on logits where some faces are UNLABELLED: both equal numpy over the labelled faces."""
+    import numpy as np
+    from google.protobuf import text_format
+    from tcdcn.net import train_net
+    from tcdcn.schemes import UNLABELLED
+    layers = {l.name: l for l in train_net("t", "v", "multitask").layer}
+    loss, acc = layers["pose_loss"], layers["pose_accuracy"]
+    assert loss.type == "SoftmaxWithLoss" and acc.type == "Accuracy"
+    for layer, top in ((loss, "loss"), (acc, "acc")):
+        del layer.include[:]
+        layer.bottom[:] = ["x", "y"]
+        layer.top[:] = [top]
+    net_path = tmp_path / "net.prototxt"
+    net_path.write_text(
+        'layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 8 dim: 5 } } }\n'
+        'layer { name: "y" type: "Input" top: "y" input_param { shape { dim: 8 } } }\n'
+        + "".join(f"layer {{ {text_format.MessageToString(l, as_one_line=True)} }}\n"
+                  for l in (loss, acc)))
+    net = caffe.Net(str(net_path), caffe.TEST)
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 2, (8, 5))
+    y = np.array([0, 4, UNLABELLED, 2, UNLABELLED, 1, 3, UNLABELLED], np.float32)
+    net.blobs["x"].data[...] = x
+    net.blobs["y"].data[...] = y
+    out = net.forward()
+    keep = y >= 0
+    logp = x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+    expected = -logp[keep, y[keep].astype(int)].mean()   # the top (before loss_weight)
+    assert float(out["loss"]) == pytest.approx(expected, rel=1e-5)
+    assert float(out["acc"]) == pytest.approx((x[keep].argmax(1) == y[keep]).mean())

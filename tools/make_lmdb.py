@@ -43,6 +43,12 @@ def parse_args(argv):
     p.add_argument("--channels", type=int, choices=(1, 3), default=1)
     p.add_argument("--profile-weight", type=int, default=1, metavar="W",
                    help="draw left/right profile faces W times as often (default 1)")
+    p.add_argument("--spread", type=float, default=1.0, metavar="S",
+                   help="geometric augmentation ranges (rotation, scale, shift) times S about "
+                        "their centres (default 1: +-30 degrees, scale 0.9-1.4, shift 0.08)")
+    p.add_argument("--add-300w", type=Path, metavar="FOLDER",
+                   help="(5-point datasets) add the 300-W faces under FOLDER (or DATA_ROOT/300W) "
+                        "to training, 5 points derived from their 68, attributes unlabelled")
     p.add_argument("--skip-bad", action="store_true",
                    help="skip bad lines/images, count and list them in the manifest")
     p.add_argument("--preview", type=int, default=0, metavar="K",
@@ -103,12 +109,14 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from tqdm import tqdm
     from tcdcn.datasets import DataError
+    from tcdcn.augment import AugmentConfig
     from tcdcn.lmdb_build import BuildConfig, build
     cfg = BuildConfig(dataset=args.dataset, root=args.root, out=args.out.resolve(),
                       samples=args.samples, list_path=args.list,
                       val_fraction=args.val_fraction, val_list=args.val_list, seed=args.seed,
                       workers=args.workers, size=args.size, channels=args.channels,
                       skip_bad=args.skip_bad, profile_weight=args.profile_weight,
+                      augment=AugmentConfig().spread(args.spread), extra_300w=args.add_300w,
                       command=shlex.join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:])))
     def stop(signum, frame):
         raise KeyboardInterrupt

@@ -11,7 +11,7 @@ Conventions (pixel centres at integer coordinates, as OpenCV and the data lists 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import cv2
 import numpy as np
@@ -119,7 +119,7 @@ def mirror_labels(points: np.ndarray, attributes: np.ndarray | None,
     """Reorder points and swap pose after a horizontal flip (the x flip itself is done by
     the transform): left eye becomes right eye, left pose becomes right pose."""
     points = points[scheme.flip_permutation()]
-    if attributes is not None:
+    if attributes is not None and attributes[POSE_INDEX] >= 0:   # < 0: unlabelled
         attributes = attributes.copy()
         attributes[POSE_INDEX] = POSE_FLIP[int(attributes[POSE_INDEX])]
     return points, attributes
@@ -142,6 +142,17 @@ class AugmentConfig:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def spread(self, s: float) -> "AugmentConfig":
+        """The geometric ranges (angle, scale, shift) widened (s > 1) or narrowed (s < 1)
+        about their centres: the mean crop stays where it is, s = 1 is this config."""
+        if s < 0:
+            raise ValueError(f"augmentation spread must be >= 0, not {s}")
+        if s == 1:
+            return self   # exactly (no rounding in the manifest's numbers)
+        centre, half = (self.min_scale + self.max_scale) / 2, (self.max_scale - self.min_scale) / 2
+        return replace(self, max_angle=self.max_angle * s, min_scale=centre - half * s,
+                       max_scale=centre + half * s, max_shift=self.max_shift * s)
 
 
 @dataclass

@@ -23,11 +23,11 @@ import numpy as np
 
 from tcdcn.augment import AugmentConfig, apply_matrix, augment, face_region, normalise, \
     region_crop, square_crop
-from tcdcn.boxes import box_from_landmarks, rule_for
+from tcdcn.boxes import box_from_landmarks, five_points, rule_for
 from tcdcn.datasets import DataError, Sample, attach_boxes, read_facepoint, read_mtfl, \
     read_pts_folder, read_pts_list
 from tcdcn.lmdb_io import encode_datum
-from tcdcn.schemes import POSE_INDEX, SCHEMES, TASKS, LandmarkScheme
+from tcdcn.schemes import POSE_INDEX, SCHEMES, TASKS, UNLABELLED, LandmarkScheme
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,31 @@ def load_samples(dataset: str, root: Path, list_path: Path | None = None,
     info["boxes_derived_from_landmarks"] = derived
     info["box_rule"] = rule.as_dict()
     return samples, scheme, info
+
+
+def extra_faces_300w(folder: Path, scheme: LandmarkScheme, with_attributes: bool,
+                     errors: list | None = None) -> list[Sample]:
+    """300-W faces as extra 5-point training faces: the five points derived from the 68
+    (boxes.five_points), the box from them by the 5-point rule, every attribute UNLABELLED.
+    All go to training (validation stays on the main dataset's faces)."""
+    if scheme.count != 5:
+        raise DataError(f"--add-300w adds 5-point faces; this dataset has {scheme.count} points")
+    folder = Path(folder)
+    if (folder / "300W").is_dir():   # the shared data root rather than its 300W folder
+        folder = folder / "300W"
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such folder (300-W faces for --add-300w)")
+    faces = read_pts_folder(folder, errors=errors)
+    if not faces:
+        raise DataError(f"{folder}: no 300-W faces (.pts beside an image) found")
+    for s in faces:
+        s.landmarks = five_points(s.landmarks)
+        s.box = box_from_landmarks(s.landmarks, rule_for(5))
+        s.extra["box_from"] = "landmarks"
+        s.group = "300w:" + s.group
+        if with_attributes:
+            s.attributes = np.full(len(TASKS), UNLABELLED, dtype=np.int64)
+    return faces
 
 
 def split_by_group(samples: list[Sample], val_fraction: float, seed: int,
@@ -248,7 +273,7 @@ _JOB: dict = {}
 
 def is_profile(face: Prepared) -> bool:
     """Left or right profile by the pose label (rare in MTFL: 331 of 10,000 faces)."""
-    if face.attributes is None:
+    if face.attributes is None or face.attributes[POSE_INDEX] < 0:
         return False
     return TASKS[POSE_INDEX].classes[int(face.attributes[POSE_INDEX])].endswith("profile")
 
@@ -382,6 +407,7 @@ class BuildConfig:
     skip_bad: bool = False
     augment: AugmentConfig = AugmentConfig()
     profile_weight: int = 1   # profile faces are drawn this many times as often
+    extra_300w: Path | None = None   # 300-W faces (5 points derived) added to training
     command: str = ""
 
 
@@ -413,6 +439,12 @@ def build(cfg: BuildConfig, progress=None) -> dict:
     val_groups = read_val_list(cfg.val_list, samples) if cfg.val_list else None
     train, val = split_by_group(samples, cfg.val_fraction, cfg.seed, val_groups)
     with_attributes = all(s.attributes is not None for s in samples)
+    if cfg.extra_300w is not None:
+        extra = extra_faces_300w(cfg.extra_300w, scheme, with_attributes, errors)
+        info["extra_300w"] = {"folder": str(cfg.extra_300w), "faces": len(extra),
+                              "points": "eye centres = mean of 36-41 / 42-47, nose 30, "
+                                        "mouth 48 and 54", "attributes": "unlabelled"}
+        train = train + extra
 
     ctx = multiprocessing.get_context("fork")
     jobs = [(s, cfg.size, cfg.channels) for s in train + val]
@@ -508,6 +540,7 @@ def build(cfg: BuildConfig, progress=None) -> dict:
             "label_order": "x1 y1 x2 y2 ... then 0-based class ids",
             "augmentation": cfg.augment.as_dict(),
             "profile_weight": cfg.profile_weight,
+            "extra_300w": info.get("extra_300w"),
             "counts": {"faces_read": info["faces"], "train_faces": len(faces_train),
                        "val_faces": len(faces_val), "train_records": n_train,
                        "val_records": n_val, "redraws": redraws[0],

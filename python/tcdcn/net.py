@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from tcdcn.schemes import LANDMARK_LOSS_WEIGHT, SCHEMES, TASKS, label_dim
+from tcdcn.schemes import LANDMARK_LOSS_WEIGHT, SCHEMES, TASKS, UNLABELLED, label_dim
 
 STAGES = ("multitask", "landmarks", "finetune", "heads")
 INPUT_SIZE = 40
@@ -202,9 +202,13 @@ def train_net(train_source: str, val_source: str, stage: str, opts: NetOptions =
         fc = _aux_head(n, L, task, feat, opts, param=[dict(lr_mult=mult, decay_mult=mult),
                                                       dict(lr_mult=mult, decay_mult=0)])
         label = getattr(n, f"{task.name}_label")
+        # Faces without this label (UNLABELLED, e.g. 300-W faces in 5-point training) add
+        # nothing to the loss or the accuracy (the loss averages over labelled faces).
         setattr(n, f"{task.name}_loss", L.SoftmaxWithLoss(
-            fc, label, loss_weight=task.loss_weight if aux_on else 0))
-        setattr(n, f"{task.name}_accuracy", L.Accuracy(fc, label, include=dict(phase=caffe.TEST)))
+            fc, label, loss_weight=task.loss_weight if aux_on else 0,
+            loss_param=dict(ignore_label=UNLABELLED, normalization=P.Loss.VALID)))
+        setattr(n, f"{task.name}_accuracy", L.Accuracy(fc, label, include=dict(phase=caffe.TEST),
+                                                       accuracy_param=dict(ignore_label=UNLABELLED)))
     proto = n.to_proto()
     proto.name = f"tcdcn_{opts.scheme}_{stage}"
     # The TEST data layer: the same tops, from the validation LMDB.

@@ -88,6 +88,9 @@ TASKS = (
 POSE_INDEX = [t.name for t in TASKS].index("pose")   # its place in the attribute vector
 # Mirroring a face swaps its pose: left profile <-> right profile, left <-> right.
 POSE_FLIP = (4, 3, 2, 1, 0)
+# An attribute class id for a face without that label (e.g. 300-W faces added to 5-point
+# training): the softmax losses and accuracies ignore it.
+UNLABELLED = -1
 
 
 def label_layout(scheme: LandmarkScheme, with_attributes: bool = True) -> dict[str, slice]:
