@@ -253,3 +253,34 @@ def test_heads_with_a_hidden_layer_refit_on_a_finished_run(tiny_lmdb, tmp_path, 
     for name in ("conv1", "conv4", "fc5", "fc_landmarks"):
         assert (a.params[name][0].data == b.params[name][0].data).all(), name
     assert b.params["fc_pose_hidden"][0].data.any() and "fc_pose" not in b.params
+
+
+def test_data_ablations_build_their_own_lmdbs(dataset, tmp_path, python_exe):
+    """--suite 5pt-data: each variant's LMDB is built once from its make_lmdb.py options
+    (shared where they are equal), batch 128 runs twice the iterations, a second seed is a
+    result of its own, and a rerun redoes nothing."""
+    ab = tmp_path / "abl"
+    args = [python_exe, REPO / "tools" / "ablate.py", "--suite", "5pt-data", "--out", ab,
+            "--root", dataset, "--lmdb-samples", "300", "--max-iter", "10", "5", "5",
+            "--test-interval", "5", "--only", "baseline", "no pose", "batch 128"]
+    out = run(args)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    results = json.loads((ab / "ablations.json").read_text())
+    assert len(results) == 3
+    lmdbs = sorted(p.name for p in ab.glob("lmdb_*"))
+    assert lmdbs == ["lmdb_profile_weight_1", "lmdb_profile_weight_3"]
+    weights = {json.loads((ab / p / "manifest.json").read_text())["profile_weight"] for p in lmdbs}
+    assert weights == {1, 3}
+    by_name = {k.split(" (")[0]: v for k, v in results.items()}
+    assert by_name["baseline"]["budget"] == [10, 5, 5]
+    assert by_name["batch 128"]["budget"] == [20, 10, 10]
+    assert by_name["batch 128"]["lmdb"] == by_name["baseline"]["lmdb"]
+    assert "--profile-weight 1" in by_name["no pose balance"]["lmdb_command"]
+    assert all(r["val_nme"] > 0 for r in results.values())
+    again = run(args)
+    assert again.returncode == 0 and again.stdout.count("done earlier") == 3
+    assert "make_lmdb" not in again.stdout
+    seed2 = run(args[:-3] + ["baseline", "--seed", "2"])
+    assert seed2.returncode == 0, seed2.stderr[-2000:]
+    results = json.loads((ab / "ablations.json").read_text())
+    assert len(results) == 4 and any(k.endswith("[seed 2]") for k in results)

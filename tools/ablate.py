@@ -8,6 +8,12 @@ are skipped.
       --test-interval 250
   tools/ablate.py --suite 5pt-loss --lmdb lmdb/mtfl_12m_pw3 --out runs/abl_loss \
       --max-iter 1 1 3000 --test-interval 500
+  tools/ablate.py --suite 5pt-data --out runs/abl_data --max-iter 2000 1000 1000 \
+      --test-interval 500 [--seed 2 --only PREFIX ...]
+
+--suite 5pt-data builds each variant's LMDB itself (make_lmdb.py, --lmdb-samples records,
+--lmdb-seed) under OUT/, so no --lmdb is given; a --seed other than 1 adds results named
+"VARIANT [seed N]" beside the first.
 
 Writes OUT/ablations.json and OUT/ablations.md (a table for the README).
 """
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -66,7 +73,39 @@ VARIANTS_LOSS = {
     "Wing (w 6 px, epsilon 0.5 px), lr 5e-4": [*_FINETUNE, "--loss", "wing", "--wing", "6", "0.5",
                                                "--lr", "5e-4"],
 }
-SUITES = {"5pt": VARIANTS, "68pt": VARIANTS_68, "5pt-loss": VARIANTS_LOSS}
+# What the 5-point net is fed: each variant names the make_lmdb.py options of its LMDB
+# (built under OUT/ with --lmdb-samples and --lmdb-seed, shared by variants with the same
+# options; the validation split is the same in all: it depends on the seed only) and its
+# train.py options. The base recipe: profile faces drawn 3x, spread 1, batch 256.
+_BASE_LMDB = ["--profile-weight", "3"]
+_POLY = ["--lr-policy", "poly"]
+VARIANTS_DATA = {
+    "baseline (profile faces 3x, spread 1, batch 256)": {"lmdb": _BASE_LMDB, "train": _POLY},
+    "no pose balance (profile faces 1x)": {"lmdb": ["--profile-weight", "1"], "train": _POLY},
+    "augmentation spread 0.5x": {"lmdb": [*_BASE_LMDB, "--spread", "0.5"], "train": _POLY},
+    "augmentation spread 1.5x": {"lmdb": [*_BASE_LMDB, "--spread", "1.5"], "train": _POLY},
+    "+ 300-W faces (5 points derived, attributes unlabelled)": {
+        "lmdb": [*_BASE_LMDB, "--add-300w", "{root}"], "train": _POLY},
+    "batch 128 (same samples: twice the iterations)": {
+        "lmdb": _BASE_LMDB, "train": [*_POLY, "--batch", "128"]},
+    "2x wider trunk": {"lmdb": _BASE_LMDB, "train": [*_POLY, "--width", "2"]},
+}
+SUITES = {"5pt": VARIANTS, "68pt": VARIANTS_68, "5pt-loss": VARIANTS_LOSS,
+          "5pt-data": VARIANTS_DATA}
+
+
+def build_lmdb(out: Path, flags: list[str], args, key: str) -> Path:
+    """The LMDB of a 5pt-data variant under OUT (built once, kept for other variants and
+    seeds; make_lmdb.py itself writes to a temporary folder and renames at the end)."""
+    path = out / f"lmdb_{key}"
+    if not (path / "manifest.json").is_file():
+        cmd = [sys.executable, str(REPO / "tools" / "make_lmdb.py"), "--dataset", "mtfl",
+               "--out", str(path), "--samples", str(args.lmdb_samples),
+               "--seed", str(args.lmdb_seed), *flags,
+               *(["--root", str(args.root)] if args.root else [])]
+        print("$ " + " ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return path
 
 
 def portable(flags: list[str]) -> list[str]:
@@ -76,7 +115,11 @@ def portable(flags: list[str]) -> list[str]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--lmdb", type=Path, required=True)
+    p.add_argument("--lmdb", type=Path, help="the LMDB (not for --suite 5pt-data: each "
+                                                "variant builds its own)")
+    p.add_argument("--lmdb-samples", type=int, default=1_050_000,
+                   help="5pt-data: training samples per LMDB")
+    p.add_argument("--lmdb-seed", type=int, default=2, help="5pt-data: make_lmdb.py --seed")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--max-iter", type=int, nargs=3, default=(600, 300, 300))
     p.add_argument("--test-interval", type=int, default=150)
@@ -87,6 +130,8 @@ def main(argv=None) -> int:
                    help="the variants: 5-point recipe (default) or 68-point finetuning")
     p.add_argument("--root", type=Path, help="data root, passed to release_model.py")
     args = p.parse_args(argv)
+    if args.suite != "5pt-data" and args.lmdb is None:
+        p.error(f"--suite {args.suite} needs --lmdb")
     args.out.mkdir(parents=True, exist_ok=True)
     results_path = args.out / "ablations.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
@@ -96,31 +141,45 @@ def main(argv=None) -> int:
                               capture_output=True, check=True).stdout
         (args.out / "start.caffemodel.tmp").write_bytes(blob)
         (args.out / "start.caffemodel.tmp").replace(args.out / "start.caffemodel")
-    for name, flags in SUITES[args.suite].items():
-        flags = [f.replace("{out}", str(args.out)) for f in flags]
-        if args.only and not any(name.startswith(o) for o in args.only):
+    root = str(args.root) if args.root else os.environ.get("TCDCN_DATA", "../shared/data")
+    for variant, flags in SUITES[args.suite].items():
+        if args.only and not any(variant.startswith(o) for o in args.only):
             continue
+        # a second seed is a result of its own, beside the first
+        name = variant if args.seed == 1 else f"{variant} [seed {args.seed}]"
         if name in results:
             print(f"done earlier: {name}")
             continue
+        lmdb = args.lmdb
+        if isinstance(flags, dict):   # 5pt-data: the variant's own LMDB
+            # named by the options as written (without the data root's path)
+            key = re.sub(r"[^A-Za-z0-9.]+", "_", " ".join(flags["lmdb"]).replace("{root}", ""))
+            lmdb_flags = [f.replace("{root}", root) for f in flags["lmdb"]]
+            lmdb = build_lmdb(args.out, lmdb_flags, args, key.strip("_"))
+            flags = flags["train"]
+        flags = [f.replace("{out}", str(args.out)) for f in flags]
         # one folder per variant name (not per position: adding a variant must not hand an
         # existing folder to another variant)
         run = args.out / re.sub(r"[^A-Za-z0-9.]+", "_", name).strip("_")
         budget = list(args.max_iter)
+        test_interval = args.test_interval
+        if "--batch" in flags:           # the same samples: iterations scale with 256 / batch
+            factor = 256 // int(flags[flags.index("--batch") + 1])
+            budget, test_interval = [b * factor for b in budget], test_interval * factor
         if "--unstaged" in flags:        # the same total iterations in one stage
             budget = [sum(budget), 1, 1]
         if "--landmarks-only" in flags:  # stage 1's share goes to landmark training
             budget = [1, budget[0] + budget[1], budget[2]]
-        cmd = [py, str(REPO / "tools" / "train.py"), "--lmdb", str(args.lmdb), "--run", str(run),
-               "--max-iter", *map(str, budget), "--test-interval", str(args.test_interval),
+        cmd = [py, str(REPO / "tools" / "train.py"), "--lmdb", str(lmdb), "--run", str(run),
+               "--max-iter", *map(str, budget), "--test-interval", str(test_interval),
                *(["--lr", str(args.lr)] if args.lr is not None else []),
                "--seed", str(args.seed), *flags]
         print("$ " + " ".join(cmd), flush=True)
         trained = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         if trained.returncode != 0:   # e.g. diverged: a result too, recorded as such
             why = (trained.stderr.strip().splitlines() or ["(no message)"])[-1]
-            results[name] = {"flags": portable(flags), "budget": budget, "seed": args.seed,
-                             "failed": why}
+            results[name] = {"flags": portable(flags), "lmdb": portable([str(lmdb)])[0],
+                             "budget": budget, "seed": args.seed, "failed": why}
             results_path.write_text(json.dumps(results, indent=2) + "\n")
             print(f"{name}: failed: {why}", flush=True)
             continue
@@ -132,7 +191,12 @@ def main(argv=None) -> int:
         numbers = json.loads((model / "model.json").read_text())["numbers"]
         val = numbers.get("validation_list_boxes") or numbers["validation_landmarks_boxes"]
         state = json.loads((run / "state.json").read_text())
-        results[name] = {"flags": portable(flags), "budget": budget, "seed": args.seed,
+        # wall seconds of the stages (a run paused or sharing the machine counts it all)
+        seconds = sum(s.get("seconds", 0) for s in state["stages"].values())
+        results[name] = {"flags": portable(flags), "lmdb": portable([str(lmdb)])[0],
+                         "lmdb_command": json.loads((Path(lmdb) / "manifest.json").read_text())
+                         .get("command"), "budget": budget, "seed": args.seed,
+                         "train_seconds": seconds or None,
                          "val_nme": val["nme_mean"], "val_fr10": val["failure_rate"],
                          "val_auc10": val["auc_10"],
                          "best_landmark_loss": min(s["best_measure"] for s in state["stages"].values()
