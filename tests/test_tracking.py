@@ -80,3 +80,24 @@ def test_tracker_redetects_on_its_interval_and_keeps_ids():
     ids = [tracker(f)[0].track_id for f in frames]
     assert set(ids) == {0}                    # one face, one id across detections
     assert tracker.stats.reasons["interval"] == 3   # frames 5, 10, 15 after the first
+
+
+@pytest.mark.slow
+def test_tracker_follows_an_upside_down_face_turned():
+    """A face found turned (Face.turn 180) is followed turned: its crops stay upright, the
+    face check passes, and its eyes move with it without a new detection per frame."""
+    from tcdcn.api import Detector
+    from tcdcn.detect import turn_image
+    from tcdcn.tracking import Tracker
+    tracker = Tracker(Detector(backend="opencv"), redetect_every=100, check_every=1)
+    frames, offsets = clip(n_in=12, n_out=0, n_back=0)
+    first = None
+    for k, (frame, x) in enumerate(zip(frames, offsets)):
+        faces = tracker(turn_image(frame, 180))
+        assert len(faces) == 1 and faces[0].turn == 180, f"frame {k}"
+        eyes = faces[0].five_points[:2]
+        first = first if first is not None else (eyes, x)
+        # turned 180: the face moves left by the same amount
+        np.testing.assert_allclose(eyes[:, 0], first[0][:, 0] - (x - first[1]), atol=3.0,
+                                   err_msg=f"frame {k}")
+    assert tracker.stats.detections == 1, tracker.stats

@@ -35,16 +35,10 @@ def main(argv=None) -> int:
     import cv2
     cv2.setNumThreads(1)
     import tcdcn.mtcnn as mtcnn
-    from tcdcn.datasets import read_mtfl
-    from tcdcn.evaluation import boxes_for, load_images, make_detector
+    from tcdcn.evaluation import boxes_for, detector_validation_sets, load_images, make_detector
     from tcdcn.inference import LandmarkModel
-    from tcdcn.lmdb_build import load_samples
     model = LandmarkModel(args.model)
-    frontal = 2   # pose classes 0..4 (schemes.TASKS), 2 = frontal
-    sets = {"300-W AFW + HELEN train": load_samples("300w", args.root, None)[0],
-            "MTFL training, non-frontal": [
-                s for s in read_mtfl(args.root / "MTFL" / "training.txt", args.root / "MTFL")
-                if int(s.attributes[-1]) != frontal]}
+    sets = detector_validation_sets(args.root)
     counts = {24: 0, 48: 0}
     real = mtcnn._crops
 

@@ -119,7 +119,7 @@ class Detector:
     def __init__(self, model: str | Path = DEFAULT_MODEL, batch: int = 64, min_face: int = 20,
                  detector: str = "mtcnn", mtcnn: str | Path | None = None,
                  backend: str = "auto", refine: int | None = None, pad="auto",
-                 crop_from: str | None = None):
+                 crop_from: str | None = None, turns="auto"):
         from tcdcn.evaluation import make_detector
         import numbers
         if not isinstance(min_face, numbers.Integral) or min_face < 12:
@@ -129,7 +129,10 @@ class Detector:
         self.model = LandmarkModel(resolve_model(model), batch=batch, backend=backend)
         # a border for tight crops, so that faces touching the edges are found: "auto" is
         # detect.DEFAULT_PADS (10%, else 25% where that found nothing); 0 for none
-        self.detector = make_detector(self.model, detector, mtcnn, pad, crop_from, min_face)
+        # where the upright image has no face, it is searched turned by quarter turns: "auto"
+        # is detect.DEFAULT_TURNS (180, then 90, then 270 degrees); () for none
+        self.detector = make_detector(self.model, detector, mtcnn, pad, crop_from, min_face,
+                                      turns)
         self.wants_colour = detector == "mtcnn"
         # a second, re-centred pass only where the model's measurements say it helps
         self.refine = refine if refine is not None else int(self.model.meta.get("refine", 0))
@@ -142,18 +145,31 @@ class Detector:
         image = load_image(image)
         grey = to_grey(image)
         if boxes is None:
-            boxes, scores = self.detect(image if self.wants_colour else grey)
+            boxes, scores = self.detect_oriented(image if self.wants_colour else grey)
         else:
             boxes, scores = np.asarray(boxes, dtype=np.float64).reshape(-1, 4), None
         return self.model.predict(grey, boxes, scores, refine=self.refine)
 
     def detect(self, grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Calibrated face boxes in image pixels; large images are searched downscaled."""
-        scale = min(1.0, MAX_SIDE / max(grey.shape[:2]))
-        small = grey if scale == 1.0 else cv2.resize(grey, None, fx=scale, fy=scale,
-                                                     interpolation=cv2.INTER_AREA)
-        boxes, scores = self.detector(small)
-        return boxes / scale, scores
+        boxes, scores = self.detect_oriented(grey)
+        return boxes[:, :4], scores
+
+    def detect_oriented(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """detect()'s boxes with a fifth value: the quarter turn that makes each face
+        upright (detect.Turned; 0 for upright faces)."""
+        scale = min(1.0, MAX_SIDE / max(image.shape[:2]))
+        small = image if scale == 1.0 else cv2.resize(image, None, fx=scale, fy=scale,
+                                                      interpolation=cv2.INTER_AREA)
+        if hasattr(self.detector, "oriented"):
+            boxes, scores = self.detector.oriented(small)
+        else:
+            boxes, scores = self.detector(small)
+            boxes = np.hstack([np.asarray(boxes, np.float64).reshape(-1, 4),
+                               np.zeros((len(boxes), 1))])
+        boxes = boxes.copy()
+        boxes[:, :4] /= scale
+        return boxes, scores
 
     def batch(self, images: list) -> list[list[Face]]:
         """All faces of many images through the net together (in batches of the model's
@@ -162,7 +178,8 @@ class Detector:
         if self.refine:   # the second pass is per image
             return [self(im) for im in loaded]
         greys = [to_grey(im) for im in loaded]
-        found = [self.detect(im if self.wants_colour else g) for im, g in zip(loaded, greys)]
+        found = [self.detect_oriented(im if self.wants_colour else g)
+                 for im, g in zip(loaded, greys)]
         crops, mats, owner = [], [], []
         for i, (g, (boxes, _)) in enumerate(zip(greys, found)):
             c, m = self.model.crops(g, boxes)

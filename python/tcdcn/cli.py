@@ -52,6 +52,9 @@ def parse_args(argv):
                    help="border added before detection, as fractions of the longer side, "
                         "each tried while none found a face (default: 0.1 then 0.25, for "
                         "tight face crops; 0 for none)")
+    p.add_argument("--turns", type=int, nargs="*", default=None, metavar="DEG",
+                   help="quarter turns searched where the upright image has no confident face "
+                        "(default: 90 180 270; none given: upright only)")
     p.add_argument("--annotate", action="store_true", help="write annotated images/videos")
     p.add_argument("--smooth", action="store_true", help="one-euro smoothing in videos")
     args = p.parse_args(argv)
@@ -181,7 +184,8 @@ def main(argv=None) -> int:
         detector = Detector(args.model or DEFAULT_MODEL, batch=args.batch,
                             detector=args.detector, mtcnn=args.mtcnn, backend=args.backend,
                             crop_from=args.crop_from, min_face=args.min_face,
-                            pad="auto" if args.pad is None else args.pad)
+                            pad="auto" if args.pad is None else args.pad,
+                            turns="auto" if args.turns is None else tuple(args.turns))
         given = read_boxes(args.boxes) if args.boxes else None
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

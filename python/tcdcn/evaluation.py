@@ -19,7 +19,8 @@ import numpy as np
 
 from tcdcn.boxes import box_from_landmarks
 from tcdcn.datasets import DataError, Sample
-from tcdcn.detect import Calibration, HaarDetector, Padded, describe_pads, iou, pad_list
+from tcdcn.detect import Calibration, HaarDetector, Padded, Turned, describe_pads, \
+    describe_turns, iou, pad_list, turn_list
 from tcdcn.metrics import attribute_report, landmark_report
 from tcdcn.schemes import IBUG68_PUPILS, TASKS
 
@@ -42,14 +43,15 @@ def boxes_for(samples: list[Sample], mode: str, detector=None,
         cache: dict = {}
         for s in samples:
             key = str(s.image)
-            if key not in cache:
-                cache[key] = detector(images[key])[0]
+            if key not in cache:   # boxes with their quarter turn where the detector has one
+                cache[key] = (detector.oriented(images[key])[0] if hasattr(detector, "oriented")
+                              else detector(images[key])[0])
             found = cache[key]
             ref = box_from_landmarks(s.landmarks)
             if len(found) == 0:
                 out.append(None)
                 continue
-            overlaps = [iou(f, ref) for f in found]
+            overlaps = [iou(f[:4], ref) for f in found]
             best = int(np.argmax(overlaps))
             out.append(found[best] if overlaps[best] >= MIN_IOU else None)
         return out
@@ -57,6 +59,7 @@ def boxes_for(samples: list[Sample], mode: str, detector=None,
 
 
 DETECT_PAD = "auto"   # the borders Detector() adds by default (detect.DEFAULT_PADS)
+DETECT_TURNS = "auto"   # the quarter turns Detector() tries by default (detect.DEFAULT_TURNS)
 
 
 def crop_placement(meta: dict, detector: str) -> str:
@@ -73,8 +76,9 @@ def numbers_key(prefix: str, detector: str, crop_from: str, refine: int) -> str:
 
 
 def make_detector(model, name: str = "mtcnn", mtcnn_dir=None, pad=DETECT_PAD,
-                  crop_from: str | None = None, min_size: int = 20):
-    """The named detector with the model's stored calibration for it, run with a border.
+                  crop_from: str | None = None, min_size: int = 20, turns=DETECT_TURNS):
+    """The named detector with the model's stored calibration for it, run with a border,
+    and where that finds nothing, on the image turned by `turns` (detect.Turned).
     crop_from "points" (MTCNN only) places crops from the detector's five points through the
     model's box rule; "box" from its calibrated box; None: as model.json says (else "box")."""
     calib = Calibration(**model.meta.get("detector_calibration", {}).get(name, {}))
@@ -85,18 +89,40 @@ def make_detector(model, name: str = "mtcnn", mtcnn_dir=None, pad=DETECT_PAD,
     if name == "haar":
         if crop_from == "points":
             raise ValueError("the Haar detector gives no points: use crop_from='box'")
-        detector = HaarDetector(calib, min_size=min_size)
+        base = HaarDetector(calib, min_size=min_size)
     elif name == "mtcnn":
         from tcdcn.mtcnn import MTCNNDetector
-        detector = MTCNNDetector(mtcnn_dir, calib, min_size=min_size)
+        base = MTCNNDetector(mtcnn_dir, calib, min_size=min_size)
     else:
         raise ValueError(f"detector must be 'mtcnn' or 'haar', not {name!r}")
-    detector = Padded(detector, pad) if pad_list(pad) != (0.0,) else detector
-    if crop_from == "points":
-        from tcdcn.boxes import rule_for
-        from tcdcn.detect import FromPoints
-        detector = FromPoints(detector, rule_for(model.scheme.count))
-    return detector
+
+    def chain(pads):
+        detector = Padded(base, pads) if pad_list(pads) != (0.0,) else base
+        if crop_from == "points":
+            from tcdcn.boxes import rule_for
+            from tcdcn.detect import FromPoints
+            detector = FromPoints(detector, rule_for(model.scheme.count))
+        return detector
+    detector = chain(pad)
+    if not turn_list(turns):
+        return detector
+    # turned images get the first border only: each turn costs one detection on face-free
+    # images, not one per border
+    return Turned(detector, turns, turned_detector=chain(pad_list(pad)[:1]))
+
+
+def detector_validation_sets(root: Path) -> dict[str, list[Sample]]:
+    """Faces outside the AFLW test set on which detector settings are chosen
+    (tools/mtcnn_recall.py, tools/turn_check.py): 300-W AFW + HELEN train (68 points) and
+    the MTFL training faces whose pose label is not frontal."""
+    from tcdcn.datasets import read_mtfl
+    from tcdcn.lmdb_build import load_samples
+    frontal = 2   # pose classes 0..4 (schemes.TASKS), 2 = frontal
+    root = Path(root)
+    return {"300-W AFW + HELEN train": load_samples("300w", root, None)[0],
+            "MTFL training, non-frontal": [
+                s for s in read_mtfl(root / "MTFL" / "training.txt", root / "MTFL")
+                if int(s.attributes[-1]) != frontal]}
 
 
 def load_images(samples: list[Sample], want_colour: bool) -> tuple[dict, dict]:
@@ -121,25 +147,25 @@ def load_images(samples: list[Sample], want_colour: bool) -> tuple[dict, dict]:
 
 def find_boxes(model, samples: list[Sample], mode: str, detector_name: str = "mtcnn",
                mtcnn_dir=None, pad=DETECT_PAD, images=None, colour=None,
-               crop_from: str | None = None) -> list:
+               crop_from: str | None = None, turns=DETECT_TURNS) -> list:
     """The box (or None for a miss) evaluate() would use for each face."""
     if images is None:
         images, colour = load_images(samples, mode == "detector" and detector_name == "mtcnn")
-    detector = (make_detector(model, detector_name, mtcnn_dir, pad, crop_from)
+    detector = (make_detector(model, detector_name, mtcnn_dir, pad, crop_from, turns=turns)
                 if mode == "detector" else None)
     return boxes_for(samples, mode, detector, colour or images)
 
 
 def evaluate(model, samples: list[Sample], mode: str, detector_name: str = "mtcnn",
              mtcnn_dir=None, refine: int = 0, pad=DETECT_PAD, boxes=None,
-             crop_from: str | None = None) -> dict:
+             crop_from: str | None = None, turns=DETECT_TURNS) -> dict:
     """Run `model` (inference.LandmarkModel) on every face; the report as a dict.
     `boxes` (one per sample, None for a miss) skips box finding: reuse them when the same
     faces are evaluated twice, e.g. with and without refinement."""
     images, colour = load_images(samples, mode == "detector" and detector_name == "mtcnn")
     if boxes is None:
         boxes = find_boxes(model, samples, mode, detector_name, mtcnn_dir, pad, images, colour,
-                           crop_from)
+                           crop_from, turns)
     k = model.scheme.count
     pred = np.full((len(samples), k, 2), np.nan)
     attr_pred = {t.name: np.full(len(samples), -1) for t in model.tasks}
@@ -157,7 +183,8 @@ def evaluate(model, samples: list[Sample], mode: str, detector_name: str = "mtcn
     if crop_from is None:
         crop_from = crop_placement(model.meta, detector_name)
     report = {"boxes": mode if mode != "detector" else
-              f"detector ({detector_name}, {describe_pads(pad)}, crops from its "
+              f"detector ({detector_name}, {describe_pads(pad)}, {describe_turns(turns)}, "
+              f"crops from its "
               f"{'points' if crop_from == 'points' else 'calibrated box'})",
 
               "refine": refine,

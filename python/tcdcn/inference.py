@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tcdcn.augment import apply_matrix, denormalise, face_crop, invert_matrix
+from tcdcn.augment import apply_matrix, compose, denormalise, face_crop, invert_matrix
 from tcdcn.schemes import POSE_FLIP, SCHEMES, TASKS
 
 
@@ -24,6 +24,8 @@ class Face:
     attributes: dict = field(default_factory=dict)  # task -> (label, probability)
     scheme: str = "5pt"                # the landmark scheme (schemes.SCHEMES)
     track_id: int | None = None        # video tracking (tracking.Tracker): one id per face
+    turn: int = 0                      # quarter turn (degrees clockwise) that made the face
+                                       # upright for the net (detect.Turned); 0: upright
 
     @property
     def pose(self) -> str | None:
@@ -48,6 +50,8 @@ class Face:
             out["five_points"] = rounded(self.five_points)
         if self.track_id is not None:
             out["track_id"] = self.track_id
+        if self.turn:
+            out["turn"] = self.turn
         return out
 
 
@@ -137,6 +141,17 @@ def load_caffe_net(deploy: Path, weights: Path):
 
 
 
+def box_for_points(points: np.ndarray, turn: int, shape) -> np.ndarray:
+    """The box (5 values: with its turn) of a face's points by the box rule of boxes.py,
+    which holds for upright faces: for a face found turned (Face.turn), the rule is applied
+    in the turned image and the box mapped back."""
+    from tcdcn.boxes import box_from_landmarks
+    from tcdcn.detect import map_boxes, turn_matrix
+    t = turn_matrix(turn, shape)
+    upright = box_from_landmarks(apply_matrix(t, points))
+    return np.append(map_boxes(upright, invert_matrix(t))[0], turn)
+
+
 class LandmarkModel:
     """A trained model, run on boxes in batches.
 
@@ -194,12 +209,24 @@ class LandmarkModel:
 
     def crops(self, grey: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         """The input crops (F x 1 x S x S) and their source->crop matrices: the training
-        crop path (augment.face_crop), at the crop scale model.json names (default 1)."""
+        crop path (augment.face_crop), at the crop scale model.json names (default 1). A
+        box with a fifth value (detect.Turned) is cropped from the image turned by it, so
+        that its face is upright; its matrix still starts from this image's pixels."""
+        from tcdcn.detect import map_boxes, turn_image, turn_matrix
         if len(boxes) == 0:
             return np.zeros((0, 1, self.size, self.size), np.float32), []
-        crops, mats = [], []
+        crops, mats, turned = [], [], {}
         for box in boxes:
-            crop, m = face_crop(grey, box, self.size, self.crop_scale)
+            angle = int(box[4]) % 360 if len(box) > 4 else 0
+            if angle == 0:
+                crop, m = face_crop(grey, box[:4], self.size, self.crop_scale)
+            else:
+                if angle not in turned:
+                    turned[angle] = turn_image(grey, angle)
+                t = turn_matrix(angle, grey.shape)
+                crop, m = face_crop(turned[angle], map_boxes(box[:4], t)[0], self.size,
+                                    self.crop_scale)
+                m = compose(m, t)
             crops.append(crop)
             mats.append(m)
         return np.array(crops, dtype=np.float32)[:, None], mats
@@ -248,16 +275,16 @@ class LandmarkModel:
 
         refine > 0 re-centres each crop on a box derived from the predicted points (the
         calibrated rule of boxes.py) and predicts again, that many times; the reported box
-        stays the detector's."""
-        from tcdcn.boxes import box_from_landmarks
-        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        stays the detector's. Boxes may carry a fifth value, a quarter turn (crops())."""
+        boxes = np.asarray(boxes, dtype=np.float64)
+        boxes = boxes.reshape(-1, 5 if boxes.ndim == 2 and boxes.shape[1] == 5 else 4)
         if len(boxes) == 0:
             return []
         grey = to_grey(image)
         crops, mats = self.crops(grey, boxes)
         faces = self.faces_from_outputs(self.forward(crops), boxes, mats, scores)
         for _ in range(refine):
-            refined = np.array([box_from_landmarks(f.landmarks) for f in faces])
+            refined = np.array([box_for_points(f.landmarks, f.turn, grey.shape) for f in faces])
             crops, mats = self.crops(grey, refined)
             again = self.faces_from_outputs(self.forward(crops), refined, mats, scores)
             for face, new in zip(faces, again):
@@ -267,14 +294,15 @@ class LandmarkModel:
     def faces_from_outputs(self, out: dict, boxes: np.ndarray, mats: list, scores=None) -> list[Face]:
         """Faces in image coordinates from the net's outputs for crops made by crops()."""
         faces = []
-        for i, (box, m) in enumerate(zip(boxes, mats)):
+        for i, (box, m) in enumerate(zip(np.asarray(boxes, dtype=np.float64), mats)):
             pts = denormalise(out["landmarks"][i].reshape(-1, 2), self.size)
             attributes = {}
             for task in self.tasks:
                 p = out[f"{task.name}_prob"][i].ravel()
                 k = int(p.argmax())
                 attributes[task.name] = (task.classes[k], float(p[k]))
-            faces.append(Face(box=box, score=1.0 if scores is None else float(scores[i]),
+            faces.append(Face(box=box[:4], score=1.0 if scores is None else float(scores[i]),
                               landmarks=apply_matrix(invert_matrix(m), pts),
-                              attributes=attributes, scheme=self.scheme.name))
+                              attributes=attributes, scheme=self.scheme.name,
+                              turn=int(box[4]) % 360 if len(box) > 4 else 0))
         return faces

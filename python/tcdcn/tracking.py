@@ -20,8 +20,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tcdcn.augment import apply_matrix
 from tcdcn.boxes import box_from_landmarks
-from tcdcn.inference import Face, to_grey
+from tcdcn.detect import turn_image, turn_matrix
+from tcdcn.inference import Face, box_for_points, to_grey
 
 
 @dataclass
@@ -107,12 +109,18 @@ class Tracker:
         """One landmark pass per tracked face on the box of its last landmarks; None when a
         face fails the face check (the caller then detects)."""
         model = self.detector.model
-        boxes = np.array([box_from_landmarks(f.landmarks) for f in self.tracks])
+        # faces found turned (Face.turn) are followed turned: their crops stay upright
+        boxes = np.array([box_for_points(f.landmarks, f.turn, image.shape) for f in self.tracks])
         faces = model.predict(to_grey(image), boxes)
         if self.mtcnn is not None and self._since_detection % self.check_every == 0:
             calib, det = self.mtcnn
-            new_boxes = np.array([box_from_landmarks(f.landmarks) for f in faces])
-            scores = det.face_scores(image, calib.invert(new_boxes))
+            scores = np.zeros(len(faces))
+            for turn in {f.turn for f in faces}:   # O-Net sees each face upright
+                idx = [i for i, f in enumerate(faces) if f.turn == turn]
+                t = turn_matrix(turn, image.shape)
+                upright = np.array([box_from_landmarks(apply_matrix(t, faces[i].landmarks))
+                                    for i in idx])
+                scores[idx] = det.face_scores(turn_image(image, turn), calib.invert(upright))
             if np.any(scores < self.min_face_score):
                 self.stats.lost += int(np.sum(scores < self.min_face_score))
                 return None
