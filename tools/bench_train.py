@@ -17,7 +17,8 @@ and the ratio of each configuration to the first one (the baseline: upstream's l
 Usage: tools/bench_train.py [--threads 2] [--paths upstream fast] [--blas openblas-openmp
        openblas-pthread] [--iters 10] [--repeats 5] [--json OUT]
 Switches: CAFFE_FAST_CPU=0 selects upstream's CPU loops (caffe_patches/02xx-perf-*);
-LD_LIBRARY_PATH picks the OpenBLAS build at run time. Numbers are printed, never asserted.
+LD_LIBRARY_PATH picks the OpenBLAS build at run time; --blas mkl preloads oneMKL (MKL_PREFIX).
+Numbers are printed, never asserted.
 """
 from __future__ import annotations
 
@@ -34,6 +35,31 @@ from pathlib import Path
 
 ARCH = sysconfig.get_config_var("MULTIARCH") or "x86_64-linux-gnu"
 BLAS_DIRS = {name: f"/usr/lib/{ARCH}/{name}" for name in ("openblas-openmp", "openblas-pthread")}
+# Intel oneMKL from PyPI (`pip install mkl` into a venv of its own, about 1 GB), measured
+# without a rebuild: its libmkl_rt is preloaded, so Caffe's cblas_* calls resolve to MKL, on
+# GCC's OpenMP pool (MKL_THREADING_LAYER=GNU, the pool our layers use).
+MKL_PREFIX = Path(os.environ.get("TCDCN_MKL", Path.home() / ".cache" / "tcdcn-mkl"))
+BLAS_CHOICES = sorted(BLAS_DIRS) + ["mkl"]
+
+
+def mkl_runtime() -> Path:
+    libs = sorted((MKL_PREFIX / "lib").glob("libmkl_rt.so*"))
+    if not libs:
+        sys.exit(f"error: --blas mkl: no libmkl_rt.so* under {MKL_PREFIX / 'lib'}; install it "
+                 f"with: python3 -m venv {MKL_PREFIX} && {MKL_PREFIX}/bin/pip install mkl "
+                 "(or set TCDCN_MKL to such a prefix)")
+    return libs[-1]
+
+
+def blas_libraries() -> list[str]:
+    """BLAS libraries mapped into this process (which one Caffe's calls reach)."""
+    names = set()
+    with open("/proc/self/maps") as f:
+        for line in f:
+            path = line.split()[-1]
+            if ("openblas" in path or "libmkl_" in path) and "numpy" not in path:
+                names.add(path)
+    return sorted(names)
 
 
 def parse_args(argv):
@@ -42,8 +68,9 @@ def parse_args(argv):
                    help="thread counts to measure (OMP_NUM_THREADS; default: all cores)")
     p.add_argument("--paths", nargs="+", choices=("upstream", "fast"),
                    default=["upstream", "fast"], help="CPU paths to measure (first: baseline)")
-    p.add_argument("--blas", nargs="+", choices=sorted(BLAS_DIRS), default=None,
-                   help="OpenBLAS builds to measure (default: the one the build links)")
+    p.add_argument("--blas", nargs="+", choices=BLAS_CHOICES, default=None,
+                   help="BLAS to measure: Debian's OpenBLAS builds, or oneMKL from PyPI "
+                        "(preloaded; see TCDCN_MKL) (default: the one the build links)")
     p.add_argument("--no-before", dest="before", action="store_false",
                    help="leave out the first configuration, the build as it was before the "
                         "fast paths: upstream loops, pthread OpenBLAS with the kernels its "
@@ -149,6 +176,7 @@ def worker(args) -> dict:
     return {
         "threads": threads, "fast_cpu": os.environ.get("CAFFE_FAST_CPU", "1") != "0",
         "blas": os.environ.get("TCDCN_BENCH_BLAS", "linked"), "batch": args.batch,
+        "blas_libraries_mapped": blas_libraries(),
         "ms_per_iter": per_iter * 1e3, "ms_per_iter_runs": [r * 1e3 for r in runs],
         "samples_per_s": samples_s, "sgemm_gflops": gflops,
         "forward_macs_per_sample": sum(macs.values()), "flop_per_sample": flop_per_sample,
@@ -181,7 +209,11 @@ def run_config(args, paths: str, blas: str | None, threads: int,
                CAFFE_FAST_CPU="1" if paths == "fast" else "0", GLOG_minloglevel="2")
     if coretype:
         env["OPENBLAS_CORETYPE"] = coretype
-    if blas:
+    if blas == "mkl":
+        env.update(LD_PRELOAD=str(mkl_runtime()), MKL_THREADING_LAYER="GNU",
+                   MKL_INTERFACE_LAYER="LP64", MKL_NUM_THREADS=str(threads),
+                   TCDCN_BENCH_BLAS="mkl")
+    elif blas:
         env["LD_LIBRARY_PATH"] = BLAS_DIRS[blas] + (":" + env["LD_LIBRARY_PATH"]
                                                      if env.get("LD_LIBRARY_PATH") else "")
         env["TCDCN_BENCH_BLAS"] = blas

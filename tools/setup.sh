@@ -7,7 +7,8 @@
 #   4. pycaffe and the `caffe` tool linked into .venv/, and the project package installed.
 #
 # Environment: TCDCN_CACHE (default ~/.cache/tcdcn-caffe), TCDCN_CUDA=ON for a CUDA build,
-# TCDCN_BLAS=openblas-openmp (default) or openblas-pthread, TCDCN_NVCC=pypi to take nvcc
+# TCDCN_BLAS=mkl (default: oneMKL from PyPI, tools/mkl.txt, installed into the cache),
+# openblas-openmp or openblas-pthread (Debian's), TCDCN_NVCC=pypi to take nvcc
 # for the compile-only CUDA check from NVIDIA's PyPI wheels even where one is installed
 # (without one it always does), TCDCN_CUDA_CHECK=0 to skip that check's preparation,
 # TCDCN_CAFFE_TARBALL or TCDCN_CAFFE_SOURCE to build from your own Caffe tarball/checkout,
@@ -19,7 +20,10 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV="$ROOT/.venv"
 CACHE="${TCDCN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tcdcn-caffe}"
 CUDA="${TCDCN_CUDA:-OFF}"
-BLAS="${TCDCN_BLAS:-openblas-openmp}"   # or openblas-pthread (tools/bench_train.py compares)
+# oneMKL by default: 1.17x OpenBLAS's training rate and 1.19x its batch-256 inference here
+# (benchmarks/bench_train_mkl.json, bench_inference.json); openblas-openmp / -pthread stay
+# selectable (and are what tools/device_check.sh's CUDA build links: CMakeLists' default)
+BLAS="${TCDCN_BLAS:-mkl}"
 JOBS="${JOBS:-$(nproc)}"
 SYSTEM_PYTHON=/usr/bin/python3   # Debian's: boost-python is built for it
 STATUS_ONLY=0
@@ -95,11 +99,30 @@ if [ -n "$NVCC" ]; then
 fi
 
 
+# TCDCN_BLAS=mkl: oneMKL's wheels (tools/mkl.txt) in a venv of their own in the cache
+MKL_ROOT=""
+if [ "$BLAS" = mkl ]; then
+  MKL_ROOT="$CACHE/mkl-$(sha256sum "$ROOT/tools/mkl.txt" | cut -c1-12)"
+  if [ ! -f "$MKL_ROOT/.complete" ]; then
+    if [ $STATUS_ONLY = 1 ]; then
+      say "would install oneMKL (tools/mkl.txt) into $MKL_ROOT"
+      exit 0
+    fi
+    say "installing oneMKL (tools/mkl.txt, about 1 GB) into $MKL_ROOT"
+    rm -rf "$MKL_ROOT"
+    "$SYSTEM_PYTHON" -m venv "$MKL_ROOT"
+    "$MKL_ROOT/bin/pip" install --quiet --no-deps -r "$ROOT/tools/mkl.txt" \
+      || die "pip could not install tools/mkl.txt into $MKL_ROOT"
+    touch "$MKL_ROOT/.complete"
+  fi
+fi
+
 toolchain="cuda=$CUDA;blas=$BLAS"
+[ -n "$MKL_ROOT" ] && toolchain+=";mkl=$(sha256sum "$ROOT/tools/mkl.txt" | cut -c1-12)"
 toolchain+=";python=$("$PY" -c 'import sys; print(sys.version.split()[0])')"
 toolchain+=";numpy=$("$PY" -c 'import numpy; print(numpy.__version__)')"
 toolchain+=";protoc=$(protoc --version);gcc=$(gcc -dumpfullversion)"
-cmake_args=(-DTCDCN_USE_CUDA="$CUDA" -DTCDCN_BLAS="$BLAS")
+cmake_args=(-DTCDCN_USE_CUDA="$CUDA" -DTCDCN_BLAS="$BLAS" -DTCDCN_MKL_ROOT="$MKL_ROOT")
 if [ -n "${TCDCN_CAFFE_SOURCE:-}" ]; then
   cmake_args+=(-DCAFFE_SOURCE="$(realpath "$TCDCN_CAFFE_SOURCE")")
   toolchain+=";source=$(realpath "$TCDCN_CAFFE_SOURCE")"
