@@ -141,3 +141,16 @@ def test_a_sideways_face_found_upright_with_a_fair_score_is_kept_as_found():
     det.detector.retry_below = TURN_MIN_SCORE
     turned = det(shown)
     assert len(turned) == 1 and turned[0].turn == 270 and turned[0].score >= TURN_MIN_SCORE
+
+
+@pytest.mark.caffe
+def test_haar_runs_upright_only(model_dir):
+    """The turns' thresholds are MTCNN's probabilities: Haar (level weights) runs upright,
+    and asking it for turns is an error that says so."""
+    from tcdcn.evaluation import make_detector
+    from tcdcn.inference import LandmarkModel
+    model = LandmarkModel(model_dir)
+    assert not isinstance(make_detector(model, "haar"), Turned)
+    assert isinstance(make_detector(model, "mtcnn"), Turned)
+    with pytest.raises(ValueError, match="MTCNN's face scores"):
+        make_detector(model, "haar", turns=[180])

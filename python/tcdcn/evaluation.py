@@ -78,7 +78,8 @@ def numbers_key(prefix: str, detector: str, crop_from: str, refine: int) -> str:
 def make_detector(model, name: str = "mtcnn", mtcnn_dir=None, pad=DETECT_PAD,
                   crop_from: str | None = None, min_size: int = 20, turns=DETECT_TURNS):
     """The named detector with the model's stored calibration for it, run with a border,
-    and where that finds nothing, on the image turned by `turns` (detect.Turned).
+    and (MTCNN only) where that finds no confident face, on the image turned by `turns`
+    (detect.Turned).
     crop_from "points" (MTCNN only) places crops from the detector's five points through the
     model's box rule; "box" from its calibrated box; None: as model.json says (else "box")."""
     calib = Calibration(**model.meta.get("detector_calibration", {}).get(name, {}))
@@ -104,6 +105,10 @@ def make_detector(model, name: str = "mtcnn", mtcnn_dir=None, pad=DETECT_PAD,
             detector = FromPoints(detector, rule_for(model.scheme.count))
         return detector
     detector = chain(pad)
+    if name != "mtcnn":   # the turns' score thresholds are MTCNN's probabilities
+        if turns not in (None, "auto") and turn_list(turns):
+            raise ValueError("turns need MTCNN's face scores: use detector='mtcnn' or turns=()")
+        return detector
     if not turn_list(turns):
         return detector
     # turned images get the first border only: each turn costs one detection on face-free
@@ -183,7 +188,8 @@ def evaluate(model, samples: list[Sample], mode: str, detector_name: str = "mtcn
     if crop_from is None:
         crop_from = crop_placement(model.meta, detector_name)
     report = {"boxes": mode if mode != "detector" else
-              f"detector ({detector_name}, {describe_pads(pad)}, {describe_turns(turns)}, "
+              f"detector ({detector_name}, {describe_pads(pad)}, "
+              f"{describe_turns(turns if detector_name == 'mtcnn' else ())}, "
               f"crops from its "
               f"{'points' if crop_from == 'points' else 'calibrated box'})",
 
