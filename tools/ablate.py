@@ -194,8 +194,9 @@ def main(argv=None) -> int:
         # wall seconds of the stages (a run paused or sharing the machine counts it all)
         seconds = sum(s.get("seconds", 0) for s in state["stages"].values())
         results[name] = {"flags": portable(flags), "lmdb": portable([str(lmdb)])[0],
-                         "lmdb_command": json.loads((Path(lmdb) / "manifest.json").read_text())
-                         .get("command"), "budget": budget, "seed": args.seed,
+                         "lmdb_command": " ".join(portable((json.loads(
+                             (Path(lmdb) / "manifest.json").read_text()).get("command") or "")
+                             .split())), "budget": budget, "seed": args.seed,
                          "train_seconds": seconds or None,
                          "val_nme": val["nme_mean"], "val_fr10": val["failure_rate"],
                          "val_auc10": val["auc_10"],
