@@ -17,8 +17,9 @@ and the ratio of each configuration to the first one (the baseline: upstream's l
 Usage: tools/bench_train.py [--threads 2] [--paths upstream fast] [--blas openblas-openmp
        openblas-pthread] [--iters 10] [--repeats 5] [--json OUT]
 Switches: CAFFE_FAST_CPU=0 selects upstream's CPU loops (caffe_patches/02xx-perf-*);
-LD_LIBRARY_PATH picks the OpenBLAS build at run time; --blas mkl preloads oneMKL (MKL_PREFIX).
-Numbers are printed, never asserted.
+--blas preloads the chosen BLAS (an OpenBLAS build, or oneMKL's libmkl_rt) into the build
+as it is; each result records which library cblas_sgemm resolved to. Numbers are printed,
+never asserted.
 """
 from __future__ import annotations
 
@@ -35,31 +36,52 @@ from pathlib import Path
 
 ARCH = sysconfig.get_config_var("MULTIARCH") or "x86_64-linux-gnu"
 BLAS_DIRS = {name: f"/usr/lib/{ARCH}/{name}" for name in ("openblas-openmp", "openblas-pthread")}
-# Intel oneMKL from PyPI (`pip install mkl` into a venv of its own, about 1 GB), measured
-# without a rebuild: its libmkl_rt is preloaded, so Caffe's cblas_* calls resolve to MKL, on
-# GCC's OpenMP pool (MKL_THREADING_LAYER=GNU, the pool our layers use).
-MKL_PREFIX = Path(os.environ.get("TCDCN_MKL", Path.home() / ".cache" / "tcdcn-mkl"))
 BLAS_CHOICES = sorted(BLAS_DIRS) + ["mkl"]
+# Any BLAS is measured on the same build by preloading it: Caffe calls only cblas_*, and a
+# preloaded library's symbols come first, so the build's own BLAS (oneMKL by default,
+# tools/setup.sh) is bypassed. oneMKL's single-library runtime is told to use GCC's OpenMP
+# pool (the one our layers use); it comes from TCDCN_MKL or the prefix setup.sh installed.
 
 
 def mkl_runtime() -> Path:
-    libs = sorted((MKL_PREFIX / "lib").glob("libmkl_rt.so*"))
+    prefix = os.environ.get("TCDCN_MKL")
+    if not prefix:
+        try:
+            from tcdcn.caffe_build import build_info
+            prefix = build_info().mkl_root
+        except FileNotFoundError:
+            prefix = None
+    libs = sorted((Path(prefix) / "lib").glob("libmkl_rt.so*")) if prefix else []
     if not libs:
-        sys.exit(f"error: --blas mkl: no libmkl_rt.so* under {MKL_PREFIX / 'lib'}; install it "
-                 f"with: python3 -m venv {MKL_PREFIX} && {MKL_PREFIX}/bin/pip install mkl "
-                 "(or set TCDCN_MKL to such a prefix)")
+        sys.exit("error: --blas mkl: no libmkl_rt.so* found; set TCDCN_MKL to a prefix holding "
+                 "the mkl wheel (tools/setup.sh installs tools/mkl.txt into the build cache)")
     return libs[-1]
 
 
-def blas_libraries() -> list[str]:
-    """BLAS libraries mapped into this process (which one Caffe's calls reach)."""
-    names = set()
+def blas_libraries() -> dict:
+    """Which BLAS Caffe's calls reach in this process: the library cblas_sgemm resolves to
+    in the global scope (where libcaffe's calls go), and the BLAS libraries mapped (file
+    folder/file names, no machine paths; numpy's own OpenBLAS is left out)."""
+    import ctypes
     with open("/proc/self/maps") as f:
-        for line in f:
-            path = line.split()[-1]
-            if ("openblas" in path or "libmkl_" in path) and "numpy" not in path:
-                names.add(path)
-    return sorted(names)
+        maps = [line.split() for line in f]
+    try:   # a preloaded BLAS is in the global scope, ahead of everything
+        symbol = ctypes.CDLL(None).cblas_sgemm
+    except AttributeError:   # else libcaffe's own dependencies (loaded RTLD_LOCAL)
+        libcaffe = next(m[-1] for m in maps if Path(m[-1]).name.startswith("libcaffe.so"))
+        symbol = ctypes.CDLL(libcaffe).cblas_sgemm
+    address = ctypes.cast(symbol, ctypes.c_void_p).value
+    resolved, mapped = None, set()
+    for fields in maps:
+        path = fields[-1]
+        if "openblas" not in path and "libmkl_" not in path or "numpy" in path:
+            continue
+        short = "/".join(Path(path).parts[-2:])   # e.g. openblas-openmp/libopenblasp-...
+        mapped.add(short)
+        start, end = (int(v, 16) for v in fields[0].split("-"))
+        if start <= address < end:
+            resolved = short
+    return {"cblas_sgemm_from": resolved, "mapped": sorted(mapped)}
 
 
 def parse_args(argv):
@@ -176,7 +198,7 @@ def worker(args) -> dict:
     return {
         "threads": threads, "fast_cpu": os.environ.get("CAFFE_FAST_CPU", "1") != "0",
         "blas": os.environ.get("TCDCN_BENCH_BLAS", "linked"), "batch": args.batch,
-        "blas_libraries_mapped": blas_libraries(),
+        "blas_libraries": blas_libraries(),
         "ms_per_iter": per_iter * 1e3, "ms_per_iter_runs": [r * 1e3 for r in runs],
         "samples_per_s": samples_s, "sgemm_gflops": gflops,
         "forward_macs_per_sample": sum(macs.values()), "flop_per_sample": flop_per_sample,
@@ -214,9 +236,14 @@ def run_config(args, paths: str, blas: str | None, threads: int,
                    MKL_INTERFACE_LAYER="LP64", MKL_NUM_THREADS=str(threads),
                    TCDCN_BENCH_BLAS="mkl")
     elif blas:
-        env["LD_LIBRARY_PATH"] = BLAS_DIRS[blas] + (":" + env["LD_LIBRARY_PATH"]
-                                                     if env.get("LD_LIBRARY_PATH") else "")
-        env["TCDCN_BENCH_BLAS"] = blas
+        env.update(LD_PRELOAD=str(Path(BLAS_DIRS[blas]) / "libopenblas.so.0"),
+                   TCDCN_BENCH_BLAS=blas)
+        if not coretype:
+            # A preloaded OpenBLAS picks its kernels as it loads, before pycaffe could choose
+            # them (caffe_patches/0205): let pycaffe's chooser set the variable here first.
+            import caffe  # noqa: F401  (its __init__ sets OPENBLAS_CORETYPE from the CPU flags)
+            if os.environ.get("OPENBLAS_CORETYPE"):
+                env["OPENBLAS_CORETYPE"] = os.environ["OPENBLAS_CORETYPE"]
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         out = Path(f.name)
     cmd = [sys.executable, __file__, "--worker", str(out), "--batch", str(args.batch),

@@ -20,8 +20,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV="$ROOT/.venv"
 CACHE="${TCDCN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tcdcn-caffe}"
 CUDA="${TCDCN_CUDA:-OFF}"
-# oneMKL by default: 1.17x OpenBLAS's training rate and 1.19x its batch-256 inference here
-# (benchmarks/bench_train_mkl.json, bench_inference.json); openblas-openmp / -pthread stay
+# oneMKL by default: about 1.2x OpenBLAS's training rate and batch-256 inference here
+# (benchmarks/bench_train_mkl.json, README's speed section); openblas-openmp / -pthread stay
 # selectable (and are what tools/device_check.sh's CUDA build links: CMakeLists' default)
 BLAS="${TCDCN_BLAS:-mkl}"
 JOBS="${JOBS:-$(nproc)}"
@@ -189,7 +189,7 @@ cat > "$VENV/tcdcn-caffe-build.json" <<EOF
 {"key": "$key", "prefix": "$PREFIX", "build_dir": "$BUILD/build",
  "source_dir": "$BUILD/build/caffe-src", "gtest": "$BUILD/build/caffe/test/test.testbin",
  "cuda": "$CUDA", "cuda_extra": "$CUDA_EXTRA", "nvcc": "$NVCC",
- "download_dir": "$CACHE/downloads"}
+ "download_dir": "$CACHE/downloads", "blas": "$BLAS", "mkl_root": "$MKL_ROOT"}
 EOF
 # The project's package (python/tcdcn), installed as a path entry, like an editable install.
 echo "$ROOT/python" > "$site/tcdcn.pth"

@@ -129,8 +129,9 @@ class Detector:
         self.model = LandmarkModel(resolve_model(model), batch=batch, backend=backend)
         # a border for tight crops, so that faces touching the edges are found: "auto" is
         # detect.DEFAULT_PADS (10%, else 25% where that found nothing); 0 for none
-        # where the upright image has no face, it is searched turned by quarter turns: "auto"
-        # is detect.DEFAULT_TURNS (180, then 90, then 270 degrees); () for none
+        # where the upright image has no confident face, it is searched turned by quarter
+        # turns (MTCNN only): "auto" is detect.DEFAULT_TURNS (90, 180, 270; the most
+        # confident face wins); () for none
         self.detector = make_detector(self.model, detector, mtcnn, pad, crop_from, min_face,
                                       turns)
         self.wants_colour = detector == "mtcnn"
@@ -161,13 +162,8 @@ class Detector:
         scale = min(1.0, MAX_SIDE / max(image.shape[:2]))
         small = image if scale == 1.0 else cv2.resize(image, None, fx=scale, fy=scale,
                                                       interpolation=cv2.INTER_AREA)
-        if hasattr(self.detector, "oriented"):
-            boxes, scores = self.detector.oriented(small)
-        else:
-            boxes, scores = self.detector(small)
-            boxes = np.hstack([np.asarray(boxes, np.float64).reshape(-1, 4),
-                               np.zeros((len(boxes), 1))])
-        boxes = boxes.copy()
+        from tcdcn.detect import oriented_boxes
+        boxes, scores = oriented_boxes(self.detector, small)
         boxes[:, :4] /= scale
         return boxes, scores
 

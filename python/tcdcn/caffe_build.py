@@ -18,10 +18,13 @@ class CaffeBuild:
     cuda_extra: Path | None   # cuBLAS/cuRAND headers for the compile-only CUDA check
     download_dir: Path        # the fetched (verified) Caffe tarball lives here
     nvcc: Path | None = None  # the machine's nvcc, or one laid out from PyPI (setup.sh)
+    blas: str = ""            # TCDCN_BLAS of the build (setup.sh)
+    mkl_root: Path | None = None   # the oneMKL wheels' prefix where blas is mkl
 
     @property
     def caffe_tool(self) -> Path:
-        """The venv's caffe wrapper (it picks OpenBLAS's kernels), else the binary."""
+        """The venv's caffe wrapper (it picks OpenBLAS's kernels where OpenBLAS is the BLAS),
+        else the binary."""
         wrapper = Path(sys.prefix) / "bin" / "caffe"
         return wrapper if wrapper.is_file() else self.prefix / "bin" / "caffe"
 
@@ -37,4 +40,6 @@ def build_info(venv: Path | None = None) -> CaffeBuild:
                       cuda=str(raw.get("cuda", "OFF")).upper() == "ON",
                       cuda_extra=Path(raw["cuda_extra"]) if raw.get("cuda_extra") else None,
                       download_dir=Path(raw["download_dir"]),
-                      nvcc=Path(raw["nvcc"]) if raw.get("nvcc") else None)
+                      nvcc=Path(raw["nvcc"]) if raw.get("nvcc") else None,
+                      blas=raw.get("blas", ""),
+                      mkl_root=Path(raw["mkl_root"]) if raw.get("mkl_root") else None)

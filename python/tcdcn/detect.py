@@ -301,6 +301,20 @@ def map_boxes(boxes: np.ndarray, m: np.ndarray) -> np.ndarray:
     return np.concatenate([mapped.min(axis=1), mapped.max(axis=1)], axis=1)
 
 
+def with_turn(boxes, angle: int) -> np.ndarray:
+    """N x 4 boxes as N x 5, the fifth value the quarter turn that makes their faces upright."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    return np.hstack([boxes, np.full((len(boxes), 1), float(angle))])
+
+
+def oriented_boxes(detector, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Any detector's boxes with their quarter turn (Turned's own; 0 for the others)."""
+    if isinstance(detector, Turned):
+        return detector.oriented(image)
+    boxes, scores = detector(image)
+    return with_turn(boxes, 0), scores
+
+
 class Turned:
     """Runs a detector on the image; where it finds no face scoring at least `min_score`,
     `turned_detector` (default: the same) on the image turned by each of `turns`, and keeps
@@ -319,8 +333,7 @@ class Turned:
 
     def oriented(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         boxes, scores = self.detector(image)
-        upright = np.hstack([np.asarray(boxes, np.float64).reshape(-1, 4),
-                             np.zeros((len(boxes), 1))]), scores
+        upright = with_turn(boxes, 0), scores
         top = float(np.max(scores)) if len(boxes) else -np.inf
         if top >= self.retry_below or not self.turns:
             return upright
@@ -334,7 +347,7 @@ class Turned:
             return upright
         angle, b, s = best[1]
         back = cv2.invertAffineTransform(turn_matrix(angle, image.shape))
-        return np.hstack([map_boxes(b, back), np.full((len(b), 1), angle)]), s
+        return with_turn(map_boxes(b, back), angle), s
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         boxes, scores = self.oriented(image)

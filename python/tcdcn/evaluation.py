@@ -20,7 +20,7 @@ import numpy as np
 from tcdcn.boxes import box_from_landmarks
 from tcdcn.datasets import DataError, Sample
 from tcdcn.detect import Calibration, HaarDetector, Padded, Turned, describe_pads, \
-    describe_turns, iou, pad_list, turn_list
+    describe_turns, iou, oriented_boxes, pad_list, turn_list
 from tcdcn.metrics import attribute_report, landmark_report
 from tcdcn.schemes import IBUG68_PUPILS, TASKS
 
@@ -43,9 +43,8 @@ def boxes_for(samples: list[Sample], mode: str, detector=None,
         cache: dict = {}
         for s in samples:
             key = str(s.image)
-            if key not in cache:   # boxes with their quarter turn where the detector has one
-                cache[key] = (detector.oriented(images[key])[0] if hasattr(detector, "oriented")
-                              else detector(images[key])[0])
+            if key not in cache:   # boxes with their quarter turn (detect.Turned)
+                cache[key] = oriented_boxes(detector, images[key])[0]
             found = cache[key]
             ref = box_from_landmarks(s.landmarks)
             if len(found) == 0:
