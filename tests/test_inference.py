@@ -351,19 +351,27 @@ def test_haar_finds_the_astronaut():
 
 
 def test_mtcnn_recall_tool_on_a_few_validation_faces(tmp_path, python_exe):
-    """tools/mtcnn_recall.py (the numbers behind mtcnn.LAZY): every setting on both sets,
-    the lazy ones running no more O-Net crops than the authors' cascade."""
+    """tools/mtcnn_recall.py (the numbers behind mtcnn.LAZY, NMS and the borders): every
+    setting on the three sets, the lazy ones running no more O-Net crops than the authors'
+    cascade, the default row carrying the package's defaults."""
     import json
     from conftest import REPO, SHARED_DATA, run
+    from tcdcn import mtcnn
     if not (SHARED_DATA / "300W").is_dir() or not (SHARED_DATA / "MTFL").is_dir():
         pytest.skip("needs ../shared/data (300W and MTFL)")
     out = tmp_path / "recall.json"
-    res = run([python_exe, REPO / "tools" / "mtcnn_recall.py", "--limit", "4", "--json", out])
+    res = run([python_exe, REPO / "tools" / "mtcnn_recall.py", "--limit", "4", "--framed", "8",
+               "--json", out])
     assert res.returncode == 0, res.stderr
     report = json.loads(out.read_text())
-    assert len(report["sets"]) == 2
+    assert len(report["sets"]) == 3
+    assert report["default"]["nms"] == list(mtcnn.NMS)
     for rows in report["sets"].values():
-        authors, lazy = rows["authors' cascade"], rows["lazy O-Net (default)"]
-        assert authors["faces"] == lazy["faces"] == 4 and authors["lazy"] == [1.0, 1.0]
+        authors, lazy = rows["authors' cascade"], rows["lazy O-Net (before)"]
+        default = rows["default (+ NMS 0.5 over scales)"]
+        assert authors["faces"] == default["faces"] == 4 and authors["lazy"] == [1.0, 1.0]
+        assert default["lazy"] == list(mtcnn.LAZY) and default["pads"] == [0.1, 0.25, 0.5]
+        # the same borders, O-Net lazy: never more O-Net crops than the authors' cascade
         assert lazy["onet_crops_per_image"] <= authors["onet_crops_per_image"]
-        assert authors["onet_crops_per_image"] > 0
+        assert authors["onet_crops_per_image"] > 0 and default["rnet_crops_per_image"] > 0
+

@@ -284,3 +284,44 @@ def test_data_ablations_build_their_own_lmdbs(dataset, tmp_path, python_exe):
     assert seed2.returncode == 0, seed2.stderr[-2000:]
     results = json.loads((ab / "ablations.json").read_text())
     assert len(results) == 4 and any(k.endswith("[seed 2]") for k in results)
+
+
+def _release_tool():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("release_model",
+                                                  REPO / "tools" / "release_model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_second_landmark_pass_must_pay_for_itself():
+    """release_model.choose_crop_path: the lowest validation NME, but refine 1 (twice the
+    landmark model's time) only where it beats the best single pass by more than
+    REFINE_MIN_GAIN."""
+    tool = _release_tool()
+    gain = tool.REFINE_MIN_GAIN
+    tried = {("box", 0): 3.25, ("box", 1): 3.06, ("points", 0): 3.08, ("points", 1): 3.07}
+    assert gain > 0.02 and tool.choose_crop_path(tried) == ("points", 0)
+    tried[("box", 1)] = 3.08 - gain - 0.01
+    assert tool.choose_crop_path(tried) == ("box", 1)
+    assert tool.choose_crop_path({("box", 0): 3.3, ("points", 0): 3.2}) == ("points", 0)
+    assert tool.choose_crop_path({("box", 1): 3.0}) == ("box", 1)
+
+
+def test_lineage_of_a_run_whose_first_weights_it_made_itself(tmp_path):
+    """A run started with --init-trunk keeps its first weights inside itself: its lineage
+    names the trunk's model once instead of following the run into itself."""
+    tool = _release_tool()
+    run_dir, model = tmp_path / "runs" / "r68", tmp_path / "models" / "m5"
+    run_dir.mkdir(parents=True)
+    model.mkdir(parents=True)
+    init = str(run_dir / "init_trunk.caffemodel")
+    (run_dir / "state.json").write_text(json.dumps({"init_weights": init, "commit": None,
+                                                    "options": {"init_trunk": str(model)}}))
+    (model / "model.json").write_text(json.dumps({"name": "m5", "commit": "abc",
+                                                  "training": {"command": "train m5"}}))
+    found = tool.started_from(init, 0, None, trunk=str(model))
+    assert found["made_by"].endswith(str(model)) and "started_from" not in found
+    assert found["trunk_from"]["model"] == "m5" and found["trunk_from"]["weights"] == str(model)
+    assert found["trunk_from"]["training"] == {"command": "train m5"}

@@ -125,22 +125,49 @@ def test_a_turned_face_is_found_and_marked_as_upright(angle):
 
 
 @pytest.mark.caffe
-def test_a_sideways_face_found_upright_with_a_fair_score_is_kept_as_found():
-    """The gate: turned the other way, MTCNN finds the astronaut upright with a score between
-    TURN_RETRY_BELOW and TURN_MIN_SCORE, so the default keeps that face (no turns tried);
-    retrying below 0.98 would have turned it (the validation trade-off, turn_check.py)."""
+def test_a_sideways_face_seen_upright_only_through_a_wider_border_is_turned():
+    """The astronaut turned by 90 degrees: the first border shows no face, a wider one her
+    sideways face 'upright' with a fair score (between TURN_RETRY_BELOW and TURN_MIN_SCORE).
+    The turns are tried before the wider borders, so the right turn wins; without turns the
+    wider border's sideways face is what is found."""
     import skimage.data
     from tcdcn.api import Detector
     from tcdcn.detect import TURN_MIN_SCORE, TURN_RETRY_BELOW
     image = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)[20:230, 130:320]
     shown = turn_image(image, 90)
-    det = Detector()
-    faces = det(shown)
-    assert len(faces) == 1 and faces[0].turn == 0
-    assert TURN_RETRY_BELOW <= faces[0].score < TURN_MIN_SCORE
-    det.detector.retry_below = TURN_MIN_SCORE
-    turned = det(shown)
-    assert len(turned) == 1 and turned[0].turn == 270 and turned[0].score >= TURN_MIN_SCORE
+    faces = Detector()(shown)
+    assert len(faces) == 1 and faces[0].turn == 270 and faces[0].score >= TURN_MIN_SCORE
+    plain = Detector(turns=())(shown)
+    assert len(plain) == 1 and plain[0].turn == 0
+    assert TURN_RETRY_BELOW <= plain[0].score < TURN_MIN_SCORE
+
+
+def test_later_borders_run_only_where_no_turn_wins():
+    """Turned with more_borders: the first border upright, then the turns, then (only where
+    no turn won) the later borders upright, whose face wins if it beats the first border's."""
+    calls = []
+
+    def detector(name, score):
+        def run(image):
+            calls.append(name)
+            if score is None:
+                return np.zeros((0, 4)), np.zeros(0)
+            return np.array([[1.0, 2, 3, 4]]), np.array([score])
+        return run
+
+    image = np.zeros((20, 30), np.uint8)
+    t = Turned(detector("full", 0.99), turns=(), turned_detector=detector("first", 0.5),
+               more_borders=detector("more", 0.95))
+    boxes, scores = t.oriented(image)
+    assert calls == ["first", "more"] and scores.tolist() == [0.95] and boxes[0, 4] == 0
+    calls.clear()
+    t = Turned(detector("full", 0.99), turns=(), turned_detector=detector("first", 0.92),
+               more_borders=detector("more", 0.95))
+    assert t.oriented(image)[1].tolist() == [0.92] and calls == ["first"]
+    calls.clear()
+    t = Turned(detector("full", 0.99), turns=(), turned_detector=detector("first", 0.6),
+               more_borders=detector("more", None))
+    assert t.oriented(image)[1].tolist() == [0.6] and calls == ["first", "more"]
 
 
 @pytest.mark.caffe

@@ -42,7 +42,7 @@ def parse_args(argv):
                         "(default: model.json's detector_crop)")
     p.add_argument("--detect-pad", type=float, nargs="+", default=None, metavar="FRACTION",
                    help="borders tried before detection, as Detector() does (default: 0.1, "
-                        "else 0.25 where that found no face)")
+                        "else 0.25, else 0.5 while no face scored 0.9)")
     p.add_argument("--refine", type=int, default=None,
                    help="re-centre the crop on the predicted points and predict again, N times "
                         "(default: model.json's refine, chosen on validation)")

@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """MTCNN's recall and work on validation faces (never the test set), per cascade setting:
 faces missed (no box, or none overlapping the face enough: evaluation.boxes_for) and R-Net /
-O-Net crops per image, as Detector() runs it (10% border, else 25%). The numbers behind
-mtcnn.LAZY.
+O-Net crops per image, as Detector() runs it (borders, turns). The numbers behind
+mtcnn.LAZY, mtcnn.NMS, mtcnn.MAX_REGRESSION and detect.DEFAULT_PADS / PAD_RETRY_BELOW.
 
-  tools/mtcnn_recall.py --json benchmarks/mtcnn_recall.json [--limit N]
+  tools/mtcnn_recall.py --json benchmarks/mtcnn_recall.json [--limit N] [--framed N]
 
-Sets: 300-W (AFW + HELEN train, ROOT/300W) and the non-frontal MTFL training faces (pose
-label other than frontal), both outside the AFLW test set.
+Sets: 300-W (AFW + HELEN train, ROOT/300W), the non-frontal MTFL training faces (pose
+label other than frontal), and N MTFL training faces framed like the AFLW test images
+(evaluation.framed_faces: tight 150x150 crops), all outside the AFLW test set.
 """
 from __future__ import annotations
 
@@ -19,8 +20,19 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-SETTINGS = {"authors' cascade": (1.0, 1.0), "lazy O-Net (default)": None,
-            "lazy R-Net and O-Net": (0.5, 0.3)}
+# Each setting: mtcnn.MTCNNDetector's lazy / nms / max_regression, and the borders
+# (detect.Padded's pads and retry_below; -inf: the next border only where none found a face)
+AUTHORS = {"lazy": (1.0, 1.0), "nms": (0.5, 0.7, 0.7, 0.7), "max_regression": float("inf"),
+           "pads": (0.1, 0.25), "retry_below": float("-inf")}
+SETTINGS = {
+    "authors' cascade": AUTHORS,
+    "lazy O-Net (before)": dict(AUTHORS, lazy=(1.0, 0.3)),
+    "+ regression check": dict(AUTHORS, lazy=(1.0, 0.3), max_regression=1.0),
+    "+ borders 10/25/50% below 0.9": dict(AUTHORS, lazy=(1.0, 0.3), max_regression=1.0,
+                                          pads=(0.1, 0.25, 0.5), retry_below=0.9),
+    "default (+ NMS 0.5 over scales)": None,
+    "+ lazy R-Net": {"lazy": (0.5, 0.3)},
+}
 
 
 def main(argv=None) -> int:
@@ -29,16 +41,26 @@ def main(argv=None) -> int:
     p.add_argument("--model", type=Path, default=REPO / "models" / "tcdcn_5pt",
                    help="model whose MTCNN calibration is used (misses depend on it)")
     p.add_argument("--limit", type=int, default=0, help="faces per set (0: all)")
+    p.add_argument("--framed", type=int, default=4000, metavar="N",
+                   help="MTFL training faces framed like AFLW's test images (0: none)")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     os.environ.setdefault("GLOG_minloglevel", "2")
     import cv2
     cv2.setNumThreads(1)
     import tcdcn.mtcnn as mtcnn
-    from tcdcn.evaluation import boxes_for, detector_validation_sets, load_images, make_detector
+    import numpy as np
+    from tcdcn.detect import DEFAULT_PADS, PAD_RETRY_BELOW
+    from tcdcn.evaluation import (boxes_for, detector_validation_sets, framed_faces,
+                                  load_images, make_detector)
     from tcdcn.inference import LandmarkModel
     model = LandmarkModel(args.model)
     sets = detector_validation_sets(args.root)
+    if args.framed:
+        from tcdcn.datasets import read_mtfl
+        train = read_mtfl(args.root / "MTFL" / "training.txt", args.root / "MTFL")
+        pick = np.random.default_rng(0).permutation(len(train))[:args.framed]
+        sets["MTFL training, framed like AFLW (150x150)"] = [train[i] for i in sorted(pick)]
     counts = {24: 0, 48: 0}
     real = mtcnn._crops
 
@@ -47,28 +69,35 @@ def main(argv=None) -> int:
         return real(image, boxes, size)
 
     mtcnn._crops = counted
+    default = {"lazy": mtcnn.LAZY, "nms": mtcnn.NMS, "max_regression": mtcnn.MAX_REGRESSION,
+               "pads": DEFAULT_PADS, "retry_below": PAD_RETRY_BELOW}
     report = {"tool": "tools/mtcnn_recall.py", "argv": argv if argv is not None else sys.argv[1:],
-              "default_lazy": list(mtcnn.LAZY), "sets": {}}
+              "default": {k: list(v) if isinstance(v, tuple) else v for k, v in default.items()},
+              "sets": {}}
     for set_name, samples in sets.items():
         samples = samples[:args.limit] if args.limit else samples
-        _, colour = load_images(samples, True)
+        if set_name.startswith("MTFL training, framed"):
+            samples, colour = framed_faces(samples)
+        else:
+            _, colour = load_images(samples, True)
         rows = {}
-        for name, lazy in SETTINGS.items():
-            det = make_detector(model, "mtcnn")
-            inner = det.detector
-            inner.lazy = tuple(mtcnn.LAZY if lazy is None else lazy)
+        for name, setting in SETTINGS.items():
+            setting = dict(default, **(setting or {}))
+            det = make_detector(model, "mtcnn", pad=setting["pads"])
+            configure(det, setting)
             counts.update({24: 0, 48: 0})
             start = time.perf_counter()
             boxes = boxes_for(samples, "detector", det, colour)
             seconds = time.perf_counter() - start
             n = len(samples)
-            rows[name] = {"lazy": list(inner.lazy), "faces": n,
-                          "missed": sum(b is None for b in boxes),
+            rows[name] = {**{k: list(v) if isinstance(v, tuple) else v
+                             for k, v in setting.items()},
+                          "faces": n, "missed": sum(b is None for b in boxes),
                           "rnet_crops_per_image": counts[24] / n,
                           "onet_crops_per_image": counts[48] / n,
                           "ms_per_image": 1e3 * seconds / n}
             r = rows[name]
-            print(f"{set_name}: {name} {tuple(r['lazy'])}: missed {r['missed']} of {n}; R-Net "
+            print(f"{set_name}: {name}: missed {r['missed']} of {n}; R-Net "
                   f"{r['rnet_crops_per_image']:.1f}, O-Net {r['onet_crops_per_image']:.1f} crops "
                   f"per image; {r['ms_per_image']:.1f} ms per image", flush=True)
         report["sets"][set_name] = rows
@@ -77,6 +106,27 @@ def main(argv=None) -> int:
         tmp.write_text(json.dumps(report, indent=2) + "\n")
         tmp.replace(args.json)
     return 0
+
+
+def configure(detector, setting: dict) -> None:
+    """Apply a setting to every MTCNN and border wrapper inside a Detector's chain."""
+    from tcdcn.detect import Padded
+    from tcdcn.mtcnn import MTCNNDetector
+    seen = set()
+
+    def walk(node):
+        if node is None or id(node) in seen:
+            return
+        seen.add(id(node))
+        if isinstance(node, MTCNNDetector):
+            node.lazy, node.nms = tuple(setting["lazy"]), tuple(setting["nms"])
+            node.max_regression = setting["max_regression"]
+            return
+        if isinstance(node, Padded):
+            node.retry_below = setting["retry_below"]
+        for attr in ("detector", "turned_detector"):
+            walk(getattr(node, attr, None))
+    walk(detector)
 
 
 if __name__ == "__main__":

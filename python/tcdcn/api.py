@@ -128,7 +128,7 @@ class Detector:
         min_face = int(min_face)
         self.model = LandmarkModel(resolve_model(model), batch=batch, backend=backend)
         # a border for tight crops, so that faces touching the edges are found: "auto" is
-        # detect.DEFAULT_PADS (10%, else 25% where that found nothing); 0 for none
+        # detect.DEFAULT_PADS (10%, else 25%, else 50% while no face scored 0.9); 0 for none
         # where the upright image has no confident face, it is searched turned by quarter
         # turns (MTCNN only): "auto" is detect.DEFAULT_TURNS (90, 180, 270; the most
         # confident face wins); () for none

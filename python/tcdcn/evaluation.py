@@ -6,8 +6,9 @@ the calibrated rule of boxes.py (as for training faces without boxes); `detector
 points through the box rule) or the Haar cascades, and takes, for each face, the detection
 that overlaps its landmark-derived box most; a face whose best detection overlaps less than
 MIN_IOU is a miss and counts as a failure. Detectors run as Detector() runs them by
-default: with a replicated border (detect.DEFAULT_PADS: 10% of the longer side, else 25%
-where that found nothing), since tight crops such as AFLW's have faces touching the edges.
+default: with a replicated border (detect.DEFAULT_PADS: 10% of the longer side, else 25%,
+else 50% while no face scored 0.9), since tight crops such as AFLW's have faces touching
+the edges.
 """
 from __future__ import annotations
 
@@ -111,8 +112,10 @@ def make_detector(model, name: str = "mtcnn", mtcnn_dir=None, pad=DETECT_PAD,
     if not turn_list(turns):
         return detector
     # turned images get the first border only: each turn costs one detection on face-free
-    # images, not one per border
-    return Turned(detector, turns, turned_detector=chain(pad_list(pad)[:1]))
+    # images, not one per border; the later borders are searched (upright) where no turn won
+    pads = pad_list(pad)
+    return Turned(detector, turns, turned_detector=chain(pads[:1]),
+                  more_borders=chain(pads[1:]) if len(pads) > 1 else None)
 
 
 def detector_validation_sets(root: Path) -> dict[str, list[Sample]]:
@@ -127,6 +130,47 @@ def detector_validation_sets(root: Path) -> dict[str, list[Sample]]:
             "MTFL training, non-frontal": [
                 s for s in read_mtfl(root / "MTFL" / "training.txt", root / "MTFL")
                 if int(s.attributes[-1]) != frontal]}
+
+
+# How the AFLW test images (MTFL testing.txt) frame their faces: 150x150 crops in which the
+# five points span 0.355 (sd 0.035) of the side, their mean at 0.489, 0.487 (sd 0.043) of it.
+# Measured once from those images' point files (the test images' format, like their size);
+# nothing is chosen on how a detector does on them.
+AFLW_FRAMING = {"size": 150, "span": (0.355, 0.035), "centre": (0.489, 0.487), "centre_sd": 0.043}
+
+
+def framed_faces(samples: list[Sample], seed: int = 0,
+                 framing: dict = AFLW_FRAMING) -> tuple[list[Sample], dict]:
+    """Validation faces cropped the way the AFLW test images are (AFLW_FRAMING: tight
+    150x150 crops, faces often touching the edges), each with its own random span and
+    centre: a detector's misses on tight crops measured without the test set. Returns the
+    moved samples (their image is a key of the returned dict of BGR crops)."""
+    from tcdcn.api import load_image
+    rng = np.random.default_rng(seed)
+    size = framing["size"]
+    mean_span, sd_span = framing["span"]
+    out, images = [], {}
+    for s in samples:
+        try:
+            image = load_image(s.image)
+        except (OSError, ValueError) as err:
+            raise DataError(f"{s.source}: {err}") from None
+        if image.ndim == 2:
+            image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        pts = np.asarray(s.landmarks, dtype=np.float64)
+        span = float(np.ptp(pts, axis=0).max())
+        side = span / float(np.clip(rng.normal(mean_span, sd_span), mean_span - 3 * sd_span,
+                                    mean_span + 3 * sd_span))
+        centre = np.asarray(framing["centre"]) + rng.normal(0, framing["centre_sd"], 2)
+        origin = pts.mean(axis=0) - centre * side     # the crop's top-left corner
+        k = size / side
+        m = np.array([[k, 0, -origin[0] * k], [0, k, -origin[1] * k]])
+        key = f"framed:{s.source or s.image}"
+        images[key] = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_AREA,
+                                     borderMode=cv2.BORDER_CONSTANT)
+        out.append(Sample(Path(key), pts * k + m[:, 2], s.attributes, None, s.source, s.group,
+                          dict(s.extra)))
+    return out, images
 
 
 def load_images(samples: list[Sample], want_colour: bool) -> tuple[dict, dict]:
