@@ -357,6 +357,7 @@ def test_mtcnn_recall_tool_on_a_few_validation_faces(tmp_path, python_exe):
     import json
     from conftest import REPO, SHARED_DATA, run
     from tcdcn import mtcnn
+    from tcdcn.detect import DEFAULT_PADS
     if not (SHARED_DATA / "300W").is_dir() or not (SHARED_DATA / "MTFL").is_dir():
         pytest.skip("needs ../shared/data (300W and MTFL)")
     out = tmp_path / "recall.json"
@@ -370,7 +371,7 @@ def test_mtcnn_recall_tool_on_a_few_validation_faces(tmp_path, python_exe):
         authors, lazy = rows["authors' cascade"], rows["lazy O-Net (before)"]
         default = rows["default (+ NMS 0.5 over scales)"]
         assert authors["faces"] == default["faces"] == 4 and authors["lazy"] == [1.0, 1.0]
-        assert default["lazy"] == list(mtcnn.LAZY) and default["pads"] == [0.1, 0.25, 0.5]
+        assert default["lazy"] == list(mtcnn.LAZY) and default["pads"] == list(DEFAULT_PADS)
         # the same borders, O-Net lazy: never more O-Net crops than the authors' cascade
         assert lazy["onet_crops_per_image"] <= authors["onet_crops_per_image"]
         assert authors["onet_crops_per_image"] > 0 and default["rnet_crops_per_image"] > 0

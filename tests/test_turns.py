@@ -156,16 +156,16 @@ def test_later_borders_run_only_where_no_turn_wins():
         return run
 
     image = np.zeros((20, 30), np.uint8)
-    t = Turned(detector("full", 0.99), turns=(), turned_detector=detector("first", 0.5),
+    t = Turned(detector("first", 0.5), turns=(),
                more_borders=detector("more", 0.95))
     boxes, scores = t.oriented(image)
     assert calls == ["first", "more"] and scores.tolist() == [0.95] and boxes[0, 4] == 0
     calls.clear()
-    t = Turned(detector("full", 0.99), turns=(), turned_detector=detector("first", 0.92),
+    t = Turned(detector("first", 0.92), turns=(),
                more_borders=detector("more", 0.95))
     assert t.oriented(image)[1].tolist() == [0.92] and calls == ["first"]
     calls.clear()
-    t = Turned(detector("full", 0.99), turns=(), turned_detector=detector("first", 0.6),
+    t = Turned(detector("first", 0.6), turns=(),
                more_borders=detector("more", None))
     assert t.oriented(image)[1].tolist() == [0.6] and calls == ["first", "more"]
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """MTCNN's recall and work on validation faces (never the test set), per cascade setting:
 faces missed (no box, or none overlapping the face enough: evaluation.boxes_for) and R-Net /
-O-Net crops per image, as Detector() runs it (borders, turns). The numbers behind
+O-Net crops per image, as Detector() runs it (borders, turns). Every row keeps this
+release's order (first border, then the quarter turns, then the later borders), so the
+"before" rows differ from the previous release's default in that too. The numbers behind
 mtcnn.LAZY, mtcnn.NMS, mtcnn.MAX_REGRESSION and detect.DEFAULT_PADS / PAD_RETRY_BELOW.
 
   tools/mtcnn_recall.py --json benchmarks/mtcnn_recall.json [--limit N] [--framed N]
@@ -124,7 +126,7 @@ def configure(detector, setting: dict) -> None:
             return
         if isinstance(node, Padded):
             node.retry_below = setting["retry_below"]
-        for attr in ("detector", "turned_detector"):
+        for attr in ("detector", "turned_detector", "more_borders"):
             walk(getattr(node, attr, None))
     walk(detector)
 

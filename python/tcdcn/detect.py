@@ -345,16 +345,14 @@ class Turned:
         self.detector, self.turns, self.min_score = detector, turn_list(turns), min_score
         self.retry_below = retry_below
         self.turned_detector = turned_detector or detector
-        # with more_borders (the upright search's later borders, detect.Padded), `detector`
-        # is not called: the upright image is searched with turned_detector's border first,
-        # then turned, and only where no turn wins with more_borders (a sideways face that
-        # a wider border shows upright with a fair score must not hide its turn)
+        # more_borders: the upright search's later borders (detect.Padded), run after the
+        # turns, only where no turn won (a sideways face that a wider border shows upright
+        # with a fair score must not hide its turn)
         self.more_borders = more_borders
         self.calibration = Calibration()   # the wrapped detector's boxes come calibrated
 
     def oriented(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        first = self.detector if self.more_borders is None else self.turned_detector
-        boxes, scores = first(image)
+        boxes, scores = self.detector(image)
         upright = with_turn(boxes, 0), scores
         top = float(np.max(scores)) if len(boxes) else -np.inf
         if top >= self.retry_below:

@@ -98,6 +98,9 @@ def make_detector(model, name: str = "mtcnn", mtcnn_dir=None, pad=DETECT_PAD,
         raise ValueError(f"detector must be 'mtcnn' or 'haar', not {name!r}")
 
     def chain(pads):
+        # Haar's scores are level weights, not probabilities: frontal detections (>= 100)
+        # end the border search as a face scoring PAD_RETRY_BELOW does, profile-only ones
+        # (small weights) let the wider borders try
         detector = Padded(base, pads) if pad_list(pads) != (0.0,) else base
         if crop_from == "points":
             from tcdcn.boxes import rule_for
@@ -111,10 +114,11 @@ def make_detector(model, name: str = "mtcnn", mtcnn_dir=None, pad=DETECT_PAD,
         return detector
     if not turn_list(turns):
         return detector
-    # turned images get the first border only: each turn costs one detection on face-free
-    # images, not one per border; the later borders are searched (upright) where no turn won
+    # the upright image and the turned ones get the first border (each turn costs one
+    # detection on face-free images, not one per border); the later borders are searched,
+    # upright, where no turn won
     pads = pad_list(pad)
-    return Turned(detector, turns, turned_detector=chain(pads[:1]),
+    return Turned(chain(pads[:1]), turns,
                   more_borders=chain(pads[1:]) if len(pads) > 1 else None)
 
 
