@@ -102,18 +102,22 @@ def test_onet_faces_with_offsets_beyond_a_side_are_dropped(offset, kept):
     assert (len(boxes) > 0) == kept
 
 
-def test_framed_faces_match_the_framing(tmp_path):
-    """Each face is cropped to the framing's size with its points spanning about the given
-    fraction of the side around the given centre, and the points move with the pixels."""
-    from tcdcn.evaluation import framed_faces
-    rng = np.random.default_rng(1)
+def dotted_samples(tmp_path, pts, n):
+    """n samples of one image: bright 3x3 dots on grey at the five points."""
     image = np.full((300, 400, 3), 40, np.uint8)
-    pts = np.array([[150.0, 120], [210, 118], [180, 150], [158, 185], [205, 183]])
     for x, y in pts.astype(int):
         image[y - 1:y + 2, x - 1:x + 2] = 255
     path = tmp_path / "face.png"
     cv2.imwrite(str(path), image)
-    samples = [Sample(path, pts, None, None, f"list.txt:{i + 1}") for i in range(40)]
+    return [Sample(path, pts, None, None, f"list.txt:{i + 1}") for i in range(n)]
+
+
+def test_framed_faces_match_the_framing(tmp_path):
+    """Each face is cropped to the framing's size with its points spanning about the given
+    fraction of the side around the given centre, and the points move with the pixels."""
+    from tcdcn.evaluation import framed_faces
+    pts = np.array([[150.0, 120], [210, 118], [180, 150], [158, 185], [205, 183]])
+    samples = dotted_samples(tmp_path, pts, 40)
     framing = {"size": 150, "span": (0.35, 0.02), "centre": (0.5, 0.45), "centre_sd": 0.02}
     moved, crops = framed_faces(samples, seed=3, framing=framing)
     assert len(moved) == 40 and len(crops) == 40
@@ -128,3 +132,26 @@ def test_framed_faces_match_the_framing(tmp_path):
             assert crop[y - 1:y + 2, x - 1:x + 2].max() > 150
     with pytest.raises(Exception, match="list.txt:1"):
         framed_faces([Sample(Path(tmp_path / "gone.png"), pts, source="list.txt:1")])
+
+
+def test_rolled_framed_faces_turn_the_points_with_the_pixels(tmp_path):
+    """max_roll turns each face in the image plane within the bound (the eye line's angle
+    spreads over it), the dots move with the points, and without it the framing is the
+    unrolled one exactly."""
+    from tcdcn.evaluation import framed_faces
+    pts = np.array([[150.0, 120], [210, 120], [180, 150], [158, 185], [205, 185]])
+    samples = dotted_samples(tmp_path, pts, 60)
+    moved, crops = framed_faces(samples, seed=3, max_roll=40)
+    eyes = np.array([s.landmarks[1] - s.landmarks[0] for s in moved])
+    angles = np.degrees(np.arctan2(eyes[:, 1], eyes[:, 0]))
+    assert np.abs(angles).max() <= 40 + 1e-6 and np.abs(angles).max() > 30
+    assert np.std(angles) > 15
+    for s in moved[:8]:
+        crop = crops[str(s.image)]
+        for x, y in np.round(s.landmarks).astype(int):
+            assert crop[y - 1:y + 2, x - 1:x + 2].max() > 150
+    plain, plain_crops = framed_faces(samples[:5], seed=3)
+    same, same_crops = framed_faces(samples[:5], seed=3, max_roll=0)
+    for a, b in zip(plain, same):
+        np.testing.assert_array_equal(a.landmarks, b.landmarks)
+        np.testing.assert_array_equal(plain_crops[str(a.image)], same_crops[str(b.image)])

@@ -357,21 +357,24 @@ def test_mtcnn_recall_tool_on_a_few_validation_faces(tmp_path, python_exe):
     import json
     from conftest import REPO, SHARED_DATA, run
     from tcdcn import mtcnn
-    from tcdcn.detect import DEFAULT_PADS
+    from tcdcn.detect import DEFAULT_PADS, DEFAULT_TURNS
     if not (SHARED_DATA / "300W").is_dir() or not (SHARED_DATA / "MTFL").is_dir():
         pytest.skip("needs ../shared/data (300W and MTFL)")
     out = tmp_path / "recall.json"
     res = run([python_exe, REPO / "tools" / "mtcnn_recall.py", "--limit", "4", "--framed", "8",
-               "--json", out])
+               "--rolled", "8", "--json", out])
     assert res.returncode == 0, res.stderr
     report = json.loads(out.read_text())
-    assert len(report["sets"]) == 3
+    assert len(report["sets"]) == 4
     assert report["default"]["nms"] == list(mtcnn.NMS)
+    assert report["default"]["turns"] == list(DEFAULT_TURNS)
     for rows in report["sets"].values():
         authors, lazy = rows["authors' cascade"], rows["lazy O-Net (before)"]
-        default = rows["default (+ NMS 0.5 over scales)"]
+        default = rows["default (+ tilts 30 degrees)"]
         assert authors["faces"] == default["faces"] == 4 and authors["lazy"] == [1.0, 1.0]
         assert default["lazy"] == list(mtcnn.LAZY) and default["pads"] == list(DEFAULT_PADS)
+        assert authors["turns"] == [90, 180, 270] and rows["+ at most 20 boxes to R-Net"][
+            "max_candidates"] == 20
         # the same borders, O-Net lazy: never more O-Net crops than the authors' cascade
         assert lazy["onet_crops_per_image"] <= authors["onet_crops_per_image"]
         assert authors["onet_crops_per_image"] > 0 and default["rnet_crops_per_image"] > 0

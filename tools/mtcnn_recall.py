@@ -2,15 +2,17 @@
 """MTCNN's recall and work on validation faces (never the test set), per cascade setting:
 faces missed (no box, or none overlapping the face enough: evaluation.boxes_for) and R-Net /
 O-Net crops per image, as Detector() runs it (borders, turns). Every row keeps this
-release's order (first border, then the quarter turns, then the later borders), so the
-"before" rows differ from the previous release's default in that too. The numbers behind
-mtcnn.LAZY, mtcnn.NMS, mtcnn.MAX_REGRESSION and detect.DEFAULT_PADS / PAD_RETRY_BELOW.
+release's order (first border, then the turns, then the later borders), so the "before"
+rows differ from the previous releases' defaults in that too. The numbers behind
+mtcnn.LAZY, mtcnn.NMS, mtcnn.MAX_REGRESSION, mtcnn.MAX_CANDIDATES, detect.DEFAULT_PADS /
+PAD_RETRY_BELOW and the tilts of detect.DEFAULT_TURNS.
 
-  tools/mtcnn_recall.py --json benchmarks/mtcnn_recall.json [--limit N] [--framed N]
+  tools/mtcnn_recall.py --json benchmarks/mtcnn_recall.json [--limit N] [--framed N] [--rolled N]
 
 Sets: 300-W (AFW + HELEN train, ROOT/300W), the non-frontal MTFL training faces (pose
-label other than frontal), and N MTFL training faces framed like the AFLW test images
-(evaluation.framed_faces: tight 150x150 crops), all outside the AFLW test set.
+label other than frontal), N MTFL training faces framed like the AFLW test images
+(evaluation.framed_faces: tight 150x150 crops), and N others framed so and rolled
+uniformly within +-60 degrees, all outside the AFLW test set.
 """
 from __future__ import annotations
 
@@ -24,15 +26,19 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 # Each setting: mtcnn.MTCNNDetector's lazy / nms / max_regression, and the borders
 # (detect.Padded's pads and retry_below; -inf: the next border only where none found a face)
+QUARTERS = (90, 180, 270)   # the turns before the tilts
 AUTHORS = {"lazy": (1.0, 1.0), "nms": (0.5, 0.7, 0.7, 0.7), "max_regression": float("inf"),
-           "pads": (0.1, 0.25), "retry_below": float("-inf")}
+           "pads": (0.1, 0.25), "retry_below": float("-inf"), "turns": QUARTERS}
 SETTINGS = {
     "authors' cascade": AUTHORS,
     "lazy O-Net (before)": dict(AUTHORS, lazy=(1.0, 0.3)),
     "+ regression check": dict(AUTHORS, lazy=(1.0, 0.3), max_regression=1.0),
     "+ borders 10/25/50% below 0.9": dict(AUTHORS, lazy=(1.0, 0.3), max_regression=1.0,
                                           pads=(0.1, 0.25, 0.5), retry_below=0.9),
-    "default (+ NMS 0.5 over scales)": None,
+    "+ NMS 0.5 over scales (before)": {"turns": QUARTERS},
+    "default (+ tilts 30 degrees)": None,
+    "tilts 40 degrees instead": {"turns": QUARTERS + (40, 320)},
+    "+ at most 20 boxes to R-Net": {"max_candidates": 20},
     "+ lazy R-Net": {"lazy": (0.5, 0.3)},
 }
 
@@ -45,6 +51,9 @@ def main(argv=None) -> int:
     p.add_argument("--limit", type=int, default=0, help="faces per set (0: all)")
     p.add_argument("--framed", type=int, default=4000, metavar="N",
                    help="MTFL training faces framed like AFLW's test images (0: none)")
+    p.add_argument("--rolled", type=int, default=2000, metavar="N",
+                   help="other MTFL training faces framed so and rolled within +-60 degrees "
+                        "(0: none)")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     os.environ.setdefault("GLOG_minloglevel", "2")
@@ -52,17 +61,22 @@ def main(argv=None) -> int:
     cv2.setNumThreads(1)
     import tcdcn.mtcnn as mtcnn
     import numpy as np
-    from tcdcn.detect import DEFAULT_PADS, PAD_RETRY_BELOW
+    from tcdcn.detect import DEFAULT_PADS, DEFAULT_TURNS, PAD_RETRY_BELOW
     from tcdcn.evaluation import (boxes_for, detector_validation_sets, framed_faces,
                                   load_images, make_detector)
     from tcdcn.inference import LandmarkModel
     model = LandmarkModel(args.model)
     sets = detector_validation_sets(args.root)
-    if args.framed:
+    framed, rolled = "MTFL training, framed like AFLW (150x150)", "... and rolled +-60 degrees"
+    if args.framed or args.rolled:
         from tcdcn.datasets import read_mtfl
         train = read_mtfl(args.root / "MTFL" / "training.txt", args.root / "MTFL")
-        pick = np.random.default_rng(0).permutation(len(train))[:args.framed]
-        sets["MTFL training, framed like AFLW (150x150)"] = [train[i] for i in sorted(pick)]
+        order = np.random.default_rng(0).permutation(len(train))
+        if args.framed:
+            sets[framed] = [train[i] for i in sorted(order[:args.framed])]
+        if args.rolled:   # other faces than the framed set's
+            pick = order[args.framed:args.framed + args.rolled]
+            sets[rolled] = [train[i] for i in sorted(pick)]
     counts = {24: 0, 48: 0}
     real = mtcnn._crops
 
@@ -72,20 +86,23 @@ def main(argv=None) -> int:
 
     mtcnn._crops = counted
     default = {"lazy": mtcnn.LAZY, "nms": mtcnn.NMS, "max_regression": mtcnn.MAX_REGRESSION,
-               "pads": DEFAULT_PADS, "retry_below": PAD_RETRY_BELOW}
+               "max_candidates": mtcnn.MAX_CANDIDATES, "pads": DEFAULT_PADS,
+               "retry_below": PAD_RETRY_BELOW, "turns": DEFAULT_TURNS}
     report = {"tool": "tools/mtcnn_recall.py", "argv": argv if argv is not None else sys.argv[1:],
               "default": {k: list(v) if isinstance(v, tuple) else v for k, v in default.items()},
               "sets": {}}
     for set_name, samples in sets.items():
         samples = samples[:args.limit] if args.limit else samples
-        if set_name.startswith("MTFL training, framed"):
+        if set_name == framed:
             samples, colour = framed_faces(samples)
+        elif set_name == rolled:
+            samples, colour = framed_faces(samples, max_roll=60)
         else:
             _, colour = load_images(samples, True)
         rows = {}
         for name, setting in SETTINGS.items():
             setting = dict(default, **(setting or {}))
-            det = make_detector(model, "mtcnn", pad=setting["pads"])
+            det = make_detector(model, "mtcnn", pad=setting["pads"], turns=setting["turns"])
             configure(det, setting)
             counts.update({24: 0, 48: 0})
             start = time.perf_counter()
@@ -123,6 +140,7 @@ def configure(detector, setting: dict) -> None:
         if isinstance(node, MTCNNDetector):
             node.lazy, node.nms = tuple(setting["lazy"]), tuple(setting["nms"])
             node.max_regression = setting["max_regression"]
+            node.max_candidates = setting["max_candidates"]
             return
         if isinstance(node, Padded):
             node.retry_below = setting["retry_below"]

@@ -129,9 +129,9 @@ class Detector:
         self.model = LandmarkModel(resolve_model(model), batch=batch, backend=backend)
         # a border for tight crops, so that faces touching the edges are found: "auto" is
         # detect.DEFAULT_PADS (10%, else 25%, else 50% while no face scored 0.9); 0 for none
-        # where the upright image has no confident face, it is searched turned by quarter
-        # turns (MTCNN only): "auto" is detect.DEFAULT_TURNS (90, 180, 270; the most
-        # confident face wins); () for none
+        # where the upright image has no confident face, it is searched turned (MTCNN
+        # only): "auto" is detect.DEFAULT_TURNS (quarter turns 90, 180, 270 and tilts of 30
+        # degrees either way, 30 and 330; the most confident face wins); () for none
         self.detector = make_detector(self.model, detector, mtcnn, pad, crop_from, min_face,
                                       turns)
         self.wants_colour = detector == "mtcnn"
@@ -157,8 +157,8 @@ class Detector:
         return boxes[:, :4], scores
 
     def detect_oriented(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """detect()'s boxes with a fifth value: the quarter turn that makes each face
-        upright (detect.Turned; 0 for upright faces)."""
+        """detect()'s boxes with a fifth value: the turn (degrees clockwise) that makes each
+        face upright (detect.Turned; 0 for upright faces)."""
         scale = min(1.0, MAX_SIDE / max(image.shape[:2]))
         small = image if scale == 1.0 else cv2.resize(image, None, fx=scale, fy=scale,
                                                       interpolation=cv2.INTER_AREA)

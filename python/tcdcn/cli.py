@@ -53,8 +53,9 @@ def parse_args(argv):
                         "each tried while none found a face scoring 0.9 (default: 0.1, 0.25, "
                         "0.5, for tight face crops; 0 for none)")
     p.add_argument("--turns", type=int, nargs="*", default=None, metavar="DEG",
-                   help="quarter turns searched where the upright image has no confident face "
-                        "(default: 90 180 270; none given: upright only)")
+                   help="turns (degrees clockwise) searched where the upright image has no "
+                        "confident face (default: 90 180 270 30 330: quarter turns and 30-degree "
+                        "tilts; none given: upright only)")
     p.add_argument("--annotate", action="store_true", help="write annotated images/videos")
     p.add_argument("--smooth", action="store_true", help="one-euro smoothing in videos")
     args = p.parse_args(argv)

@@ -254,21 +254,28 @@ class FromPoints:
         return self.raw(image)
 
 
-# Quarter turns (degrees clockwise) tried where the upright image has no face scoring at least
-# TURN_RETRY_BELOW (sideways faces are often found upright, with a low score): upside-down
-# and sideways faces (a photo whose orientation tag was lost; some of AFLW's faces are upside
-# down). All turns are tried and the one with the most confident face wins if that face
+# Turns (degrees clockwise) tried where the upright image has no face scoring at least
+# TURN_RETRY_BELOW (sideways faces are often found upright, with a low score): quarter turns
+# for upside-down and sideways faces (a photo whose orientation tag was lost; some of AFLW's
+# faces are upside down), and tilts of 30 degrees either way for rolled heads (MTCNN misses
+# many faces rolled past 30 degrees; a tilt resamples the image onto a canvas that holds
+# it whole). All turns are tried and the one with the most confident face wins if that face
 # scores at least TURN_MIN_SCORE and more than the upright image's best (the first turn that
 # finds anything is often wrong: a face turned 90 degrees the wrong way is upside down, and
-# MTCNN finds false faces in it). Chosen on validation data (tools/turn_check.py,
-# benchmarks/turn_check.json: 300 faces each of 300-W and of the non-frontal MTFL training
-# faces, turned each way, and 221 face-free images): the right turn's best face scored
-# >= 0.98 for 96% of the faces (1,731 of 1,800), the wrong turns' for 6%, face-free images
-# turned never; retrying below 0.9 left every upright validation face as it was, retrying
-# below 0.98 replaced a few upright faces with worse ones (300-W NME 4.75 -> 5.05%) for
-# better sideways ones. Costs three more detections (with the first border only) on images
-# without a face scoring 0.9 (face-free images: 2.2x the time), none on the others.
-DEFAULT_TURNS = (90, 180, 270)
+# MTCNN finds false faces in it). Chosen on validation data only:
+# - quarter turns (tools/turn_check.py, benchmarks/turn_check.json: 300 faces each of 300-W
+#   and of the non-frontal MTFL training faces, turned each way, and 221 face-free images):
+#   the right turn's best face scored >= 0.98 for 96% of the faces (1,731 of 1,800), the
+#   wrong turns' for 6%, face-free images turned never; retrying below 0.9 left every
+#   upright validation face as it was, retrying below 0.98 replaced a few upright faces
+#   with worse ones (300-W NME 4.75 -> 5.05%) for better sideways ones;
+# - tilts (tools/mtcnn_recall.py, benchmarks/mtcnn_recall.json: MTFL training faces framed
+#   like AFLW's test images, upright and rolled within +-60 degrees; 300-W): 30 degrees
+#   beat 40 and 50, which found more rolled faces but replaced upright ones with false
+#   tilted faces (framed upright faces missed 7 -> 11 of 4,000 at 40 degrees).
+# Costs one more detection per turn (with the first border only) on images without a face
+# scoring 0.9 (face-free images), none on the others.
+DEFAULT_TURNS = (90, 180, 270, 30, 330)
 TURN_MIN_SCORE = 0.98
 TURN_RETRY_BELOW = 0.9   # the turns are tried where the upright best scores under this
 _ROTATE_CODES = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180,
@@ -276,15 +283,20 @@ _ROTATE_CODES = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180,
 
 
 def turn_list(turns) -> tuple[int, ...]:
-    """"auto" / None: DEFAULT_TURNS; () or 0 / False: none; else quarter turns in degrees."""
+    """"auto" / None: DEFAULT_TURNS; () or 0 / False: none; else turns in whole degrees,
+    clockwise: quarter turns (pixels moved) or tilts (any other angle: resampled)."""
     if turns is None or (isinstance(turns, str) and turns == "auto"):
         return DEFAULT_TURNS
-    if turns is False or turns == 0:
+    if turns is False or (not isinstance(turns, (list, tuple)) and turns == 0):
         return ()
-    out = tuple(int(t) for t in (turns if isinstance(turns, (list, tuple)) else (turns,)))
-    if any(t not in _ROTATE_CODES for t in out):
-        raise ValueError(f"turns must be 'auto' or quarter turns among 90, 180, 270, not {turns!r}")
-    return out
+    try:
+        values = [float(t) for t in (turns if isinstance(turns, (list, tuple)) else (turns,))]
+    except (TypeError, ValueError):
+        values = None
+    if values is None or any(v != int(v) or int(v) % 360 == 0 for v in values):
+        raise ValueError(f"turns must be 'auto' or whole degrees (clockwise, not 0 or 360: "
+                         f"90, 180, 270 are quarter turns, others tilts), not {turns!r}")
+    return tuple(int(v) % 360 for v in values)
 
 
 def describe_turns(turns) -> str:
@@ -293,36 +305,85 @@ def describe_turns(turns) -> str:
             if t else "upright only")
 
 
+def is_quarter(angle) -> bool:
+    return int(angle) % 90 == 0
+
+
 def turn_image(image: np.ndarray, angle: int) -> np.ndarray:
-    """The image turned clockwise by a quarter-turn multiple (pixels moved, not resampled)."""
-    return image if angle % 360 == 0 else cv2.rotate(image, _ROTATE_CODES[angle % 360])
+    """The image turned clockwise by `angle` degrees: a quarter-turn multiple moves the
+    pixels (no resampling); a tilt is resampled onto a canvas that holds the whole turned
+    image (turn_matrix), its corners filled by replicating the edges."""
+    angle = int(angle) % 360
+    if angle == 0:
+        return image
+    if is_quarter(angle):
+        return cv2.rotate(image, _ROTATE_CODES[angle])
+    m, (w, h) = _tilt(angle, image.shape)
+    return cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def _tilt(angle: int, shape) -> tuple[np.ndarray, tuple[int, int]]:
+    """Matrix and canvas size (w, h) of a clockwise turn about the image centre (pixel
+    centres: the image's centre is ((w - 1) / 2, (h - 1) / 2)) onto the smallest canvas
+    holding the turned image."""
+    h, w = shape[:2]
+    a = np.deg2rad(angle)
+    c, s = np.cos(a), np.sin(a)
+    nw = int(np.ceil(abs(c) * w + abs(s) * h - 1e-9))
+    nh = int(np.ceil(abs(s) * w + abs(c) * h - 1e-9))
+    lin = np.array([[c, -s], [s, c]])
+    centre = np.array([(w - 1) / 2, (h - 1) / 2])
+    new_centre = np.array([(nw - 1) / 2, (nh - 1) / 2])
+    return np.hstack([lin, (new_centre - lin @ centre)[:, None]]), (nw, nh)
 
 
 def turn_matrix(angle: int, shape) -> np.ndarray:
     """2x3 map from pixel coordinates of an image of `shape` to those of turn_image()'s."""
     h, w = shape[:2]
+    angle = int(angle) % 360
+    if not is_quarter(angle):
+        return _tilt(angle, shape)[0]
     return {0: np.array([[1.0, 0, 0], [0, 1, 0]]),
             90: np.array([[0.0, -1, h - 1], [1, 0, 0]]),
             180: np.array([[-1.0, 0, w - 1], [0, -1, h - 1]]),
-            270: np.array([[0.0, 1, 0], [-1, 0, w - 1]])}[angle % 360]
+            270: np.array([[0.0, 1, 0], [-1, 0, w - 1]])}[angle]
+
+
+def upright_box(box, angle: int, shape) -> np.ndarray:
+    """The box, in turn_image(angle)'s pixels, of a face whose box in the image is `box`
+    (left, top, right, bottom) and whose turn is `angle`. Boxes of faces found tilted are
+    the image-axis bounds of their square in the tilted image (map_boxes), so the square
+    comes back from the centre and the side / (|cos| + |sin|)."""
+    box = np.asarray(box, dtype=np.float64)[:4]
+    t = turn_matrix(angle, shape)
+    if is_quarter(angle):
+        return map_boxes(box, t)[0]
+    a = np.deg2rad(angle)
+    side = max(box[2] - box[0], box[3] - box[1]) / (abs(np.cos(a)) + abs(np.sin(a)))
+    centre = t[:, :2] @ np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2]) + t[:, 2]
+    return np.array([centre[0] - side / 2, centre[1] - side / 2,
+                     centre[0] + side / 2, centre[1] + side / 2])
 
 
 def map_boxes(boxes: np.ndarray, m: np.ndarray) -> np.ndarray:
-    """Axis-aligned boxes (N x 4) through an affine map that keeps them axis-aligned."""
+    """Axis-aligned boxes (N x 4) through an affine map: the image-axis bounds of the
+    mapped boxes (the boxes themselves under quarter turns)."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    corners = np.stack([boxes[:, [0, 1]], boxes[:, [2, 3]]], axis=1)    # N x 2 x 2
+    corners = np.stack([boxes[:, [0, 1]], boxes[:, [2, 3]], boxes[:, [0, 3]], boxes[:, [2, 1]]],
+                       axis=1)    # N x 4 x 2
     mapped = corners @ m[:, :2].T + m[:, 2]
     return np.concatenate([mapped.min(axis=1), mapped.max(axis=1)], axis=1)
 
 
 def with_turn(boxes, angle: int) -> np.ndarray:
-    """N x 4 boxes as N x 5, the fifth value the quarter turn that makes their faces upright."""
+    """N x 4 boxes as N x 5, the fifth value the turn that makes their faces upright."""
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     return np.hstack([boxes, np.full((len(boxes), 1), float(angle))])
 
 
 def oriented_boxes(detector, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Any detector's boxes with their quarter turn (Turned's own; 0 for the others)."""
+    """Any detector's boxes with their turn (Turned's own; 0 for the others)."""
     if isinstance(detector, Turned):
         return detector.oriented(image)
     boxes, scores = detector(image)
@@ -334,10 +395,11 @@ class Turned:
     `turned_detector` (default: the same) on the image turned by each of `turns`, and keeps
     the faces of the turn whose best face scores highest, if that beats the upright faces
     (and `min_score`; a turned image's faces below it are dropped); where no turn wins,
-    `more_borders` (if given) searches the upright image further. `oriented` gives the boxes in the original
-    image with a fifth value, the turn that made their faces upright (0 for upright), which
-    inference.LandmarkModel.crops uses to crop the face upright; calling it gives the
-    4-value boxes."""
+    `more_borders` (if given) searches the upright image further. `oriented` gives the boxes
+    in the original image with a fifth value, the turn that made their faces upright (0 for
+    upright), which inference.LandmarkModel.crops uses to crop the face upright (a tilted
+    face's box is the image-axis bounds of its square in the tilted image: upright_box
+    gives the square back); calling it gives the 4-value boxes."""
 
     def __init__(self, detector, turns="auto", min_score: float = TURN_MIN_SCORE,
                  turned_detector=None, retry_below: float = TURN_RETRY_BELOW,

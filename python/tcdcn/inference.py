@@ -24,8 +24,9 @@ class Face:
     attributes: dict = field(default_factory=dict)  # task -> (label, probability)
     scheme: str = "5pt"                # the landmark scheme (schemes.SCHEMES)
     track_id: int | None = None        # video tracking (tracking.Tracker): one id per face
-    turn: int = 0                      # quarter turn (degrees clockwise) that made the face
-                                       # upright for the net (detect.Turned); 0: upright
+    turn: int = 0                      # turn (degrees clockwise: a quarter turn or a tilt)
+                                       # that made the face upright for the net
+                                       # (detect.Turned); 0: upright
 
     @property
     def pose(self) -> str | None:
@@ -211,8 +212,9 @@ class LandmarkModel:
         """The input crops (F x 1 x S x S) and their source->crop matrices: the training
         crop path (augment.face_crop), at the crop scale model.json names (default 1). A
         box with a fifth value (detect.Turned) is cropped from the image turned by it, so
-        that its face is upright; its matrix still starts from this image's pixels."""
-        from tcdcn.detect import map_boxes, turn_image, turn_matrix
+        that its face is upright (a tilted face's box is the bounds of its square there:
+        detect.upright_box); its matrix still starts from this image's pixels."""
+        from tcdcn.detect import turn_image, turn_matrix, upright_box
         if len(boxes) == 0:
             return np.zeros((0, 1, self.size, self.size), np.float32), []
         crops, mats, turned = [], [], {}
@@ -224,8 +226,8 @@ class LandmarkModel:
                 if angle not in turned:
                     turned[angle] = turn_image(grey, angle)
                 t = turn_matrix(angle, grey.shape)
-                crop, m = face_crop(turned[angle], map_boxes(box[:4], t)[0], self.size,
-                                    self.crop_scale)
+                crop, m = face_crop(turned[angle], upright_box(box, angle, grey.shape),
+                                    self.size, self.crop_scale)
                 m = compose(m, t)
             crops.append(crop)
             mats.append(m)
@@ -275,7 +277,7 @@ class LandmarkModel:
 
         refine > 0 re-centres each crop on a box derived from the predicted points (the
         calibrated rule of boxes.py) and predicts again, that many times; the reported box
-        stays the detector's. Boxes may carry a fifth value, a quarter turn (crops())."""
+        stays the detector's. Boxes may carry a fifth value, a turn (crops())."""
         boxes = np.asarray(boxes, dtype=np.float64)
         boxes = boxes.reshape(-1, 5 if boxes.ndim == 2 and boxes.shape[1] == 5 else 4)
         if len(boxes) == 0:

@@ -42,6 +42,9 @@ LAZY = (1.0, 0.3)
 # beyond this is dropped: on a crop that is mostly the image's border (a face filling the
 # image) O-Net can answer "face, 1.0" with offsets of 2-3 sides, a box far off the image.
 MAX_REGRESSION = 1.0
+# At most this many P-Net boxes (the most confident, after the NMS over scales) go to R-Net;
+# 0: all of them (as the authors' code).
+MAX_CANDIDATES = 0
 
 
 def _nms(boxes: np.ndarray, threshold: float, mode: str = "union") -> np.ndarray:
@@ -147,6 +150,7 @@ class MTCNNDetector:
         if len(self.nms) != 4 or not all(0 < t <= 1 for t in self.nms):
             raise ValueError(f"nms_thresholds must be four IoUs in (0, 1], not {self.nms}")
         self.max_regression = MAX_REGRESSION
+        self.max_candidates = MAX_CANDIDATES
         self.lazy = tuple(LAZY if lazy is None else lazy)
         if len(self.lazy) != 2 or not all(0 < t <= 1 for t in self.lazy):
             raise ValueError(f"lazy must be two IoUs in (0, 1] (1: off), not {self.lazy}")
@@ -180,7 +184,9 @@ class MTCNNDetector:
             net.setInput(_crops(img, boxes[idx], size))
             return net.forward(names)
 
-        first = _nms(boxes, strict) if strict < 1 else np.arange(len(boxes))
+        if strict >= 1:   # not lazy: every box, one batch
+            return np.arange(len(boxes)), run(slice(None))
+        first = _nms(boxes, strict)
         outs = run(first)
         rejected = first[outs[0][:, 1] <= self.thresholds[k]]
         rest = np.setdiff1d(np.arange(len(boxes)), first)
@@ -216,11 +222,11 @@ class MTCNNDetector:
             score = prob[0, 1].T                     # rows: y, cols: x
             ys, xs = np.where(score >= self.thresholds[0])
             if len(ys):
-                r = np.stack([reg[0, k].T[ys, xs] for k in range(4)], axis=1)
-                b = np.stack([np.fix((2 * xs + 1) / scale), np.fix((2 * ys + 1) / scale),
-                              np.fix((2 * xs + 12) / scale), np.fix((2 * ys + 12) / scale),
-                              score[ys, xs]], axis=1)
-                b = np.concatenate([b, r], axis=1)
+                b = np.empty((len(ys), 9))
+                b[:, 0:4] = np.trunc(np.stack([2 * xs + 1, 2 * ys + 1, 2 * xs + 12,
+                                               2 * ys + 12], axis=1) / scale)
+                b[:, 4] = score[ys, xs]
+                b[:, 5:9] = reg[0][:, xs, ys].T   # the net's x is our y (transposed input)
                 candidates.append(b[_nms(b, self.nms[0])])
             scale *= FACTOR
             minl *= FACTOR
@@ -228,6 +234,8 @@ class MTCNNDetector:
             return np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2))
         boxes = np.concatenate(candidates)
         boxes = boxes[_nms(boxes, self.nms[1])]
+        if 0 < self.max_candidates < len(boxes):
+            boxes = boxes[np.argsort(-boxes[:, 4], kind="stable")[:self.max_candidates]]
         boxes = np.concatenate([_square(_regress(boxes[:, :5], boxes[:, 5:9]))], axis=0)
         # stage 2: R-Net
         ran, (prob, reg) = self._stage(1, img, boxes, ["prob1", "conv5-2"])
