@@ -370,11 +370,13 @@ def test_mtcnn_recall_tool_on_a_few_validation_faces(tmp_path, python_exe):
     assert report["default"]["turns"] == list(DEFAULT_TURNS)
     for rows in report["sets"].values():
         authors, lazy = rows["authors' cascade"], rows["lazy O-Net (before)"]
-        default = rows["default (+ tilts 30 degrees)"]
+        default = rows["default (+ last resort)"]
         assert authors["faces"] == default["faces"] == 4 and authors["lazy"] == [1.0, 1.0]
         assert default["lazy"] == list(mtcnn.LAZY) and default["pads"] == list(DEFAULT_PADS)
         assert authors["turns"] == [90, 180, 270] and rows["+ at most 20 boxes to R-Net"][
             "max_candidates"] == 20
+        assert default["last_resort"] == list(mtcnn.LAST_RESORT)
+        assert rows["+ tilts 30 degrees"]["last_resort"] is None
         # the same borders, O-Net lazy: never more O-Net crops than the authors' cascade
         assert lazy["onet_crops_per_image"] <= authors["onet_crops_per_image"]
         assert authors["onet_crops_per_image"] > 0 and default["rnet_crops_per_image"] > 0

@@ -101,3 +101,29 @@ def test_tracker_follows_an_upside_down_face_turned():
         np.testing.assert_allclose(eyes[:, 0], first[0][:, 0] - (x - first[1]), atol=3.0,
                                    err_msg=f"frame {k}")
     assert tracker.stats.detections == 1, tracker.stats
+
+
+@pytest.mark.slow
+def test_tracker_follows_a_face_found_tilted():
+    """A rolled face found only through a tilt (the upright search made blind here) is
+    followed at that tilt: Face.turn 30 on every frame, eyes moving with the face, one
+    detection."""
+    from tcdcn.api import Detector
+    from tcdcn.augment import apply_matrix, invert_matrix
+    from tcdcn.detect import turn_image, turn_matrix
+    from tcdcn.tracking import Tracker
+    detector = Detector(backend="opencv", turns=(30,))
+    detector.detector.detector = lambda image: (np.zeros((0, 4)), np.zeros(0))
+    tracker = Tracker(detector, redetect_every=100, check_every=1)
+    frames, offsets = clip(n_in=10, n_out=0, n_back=0)
+    m = turn_matrix(330, frames[0].shape)       # shown rolled 30 degrees anticlockwise
+    first = None
+    for k, (frame, x) in enumerate(zip(frames, offsets)):
+        faces = tracker(turn_image(frame, 330))
+        assert len(faces) == 1 and faces[0].turn == 30, f"frame {k}"
+        eyes = faces[0].five_points[:2]
+        if first is None:
+            first = (apply_matrix(invert_matrix(m), eyes), x)   # in the unrolled frame
+        expected = apply_matrix(m, first[0] + np.array([x - first[1], 0.0]))
+        np.testing.assert_allclose(eyes, expected, atol=3.0, err_msg=f"frame {k}")
+    assert tracker.stats.detections == 1, tracker.stats

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from tcdcn.augment import apply_matrix, face_crop
-from tcdcn.detect import Turned, map_boxes, turn_image, turn_list, turn_matrix, upright_box
+from tcdcn.detect import Turned, map_boxes, turn_image, turn_list, turn_matrix, turned_back, \
+    upright_box
 
 from conftest import SHARED_DATA, needs_shared
 
@@ -69,18 +70,17 @@ def test_quarter_turns_are_tilts_without_resampling():
 
 
 @pytest.mark.parametrize("angle", [30, 330, 90])
-def test_upright_box_undoes_the_bounds_of_a_turned_square(angle):
-    """A face found in the turned image (a square there) is reported by its image-axis
-    bounds in the image; upright_box gives the square back."""
+def test_turned_back_and_upright_box_are_inverses(angle):
+    """A face found in the turned image comes back as a box of the same size about its
+    mapped centre (quarter turns: the box mapped), and upright_box takes it there again."""
     shape = (120, 160)
     square = np.array([50.0, 40, 90, 80])
-    back = cv2.invertAffineTransform(turn_matrix(angle, shape))
-    reported = map_boxes(square, back)[0]
+    reported = turned_back(square, angle, shape)[0]
     np.testing.assert_allclose(upright_box(reported, angle, shape), square, atol=1e-9)
-    if angle % 90:
-        a = np.deg2rad(angle)
-        np.testing.assert_allclose(reported[2] - reported[0],
-                                   40 * (abs(np.cos(a)) + abs(np.sin(a))), atol=1e-9)
+    np.testing.assert_allclose(reported[2:] - reported[:2], [40, 40], atol=1e-9)
+    centre = apply_matrix(cv2.invertAffineTransform(turn_matrix(angle, shape)),
+                          np.array([[70.0, 60.0]]))[0]
+    np.testing.assert_allclose((reported[:2] + reported[2:]) / 2, centre, atol=1e-9)
 
 
 class FakeDetector:
@@ -121,10 +121,10 @@ def test_turned_finds_the_turn_and_maps_the_box_back(angle):
     assert plain.shape == (1, 4)
 
 
-def test_a_tilt_wins_like_a_turn_and_its_box_comes_back_as_bounds():
+def test_a_tilt_wins_like_a_turn_and_its_box_comes_back_about_the_face():
     """A detector that only finds a face on the 30-degree tilt's canvas: Turned reports it
-    with turn 30, as the image-axis bounds of its square, and the landmark crop of that box
-    is the square in the tilted image again."""
+    with turn 30, its box the same size about the face's centre in the image, and the
+    landmark crop of that box is the box in the tilted image again."""
     image = np.zeros((80, 100), np.uint8)
     tilted_shape = turn_image(image, 30).shape
     square = np.array([[40.0, 30, 70, 60]])
@@ -137,8 +137,8 @@ def test_a_tilt_wins_like_a_turn_and_its_box_comes_back_as_bounds():
     det = Turned(detector, (90, 180, 270, 30, 330))
     boxes, scores = det.oriented(image)
     assert boxes.shape == (1, 5) and boxes[0, 4] == 30 and scores.tolist() == [0.995]
-    back = cv2.invertAffineTransform(turn_matrix(30, image.shape))
-    np.testing.assert_allclose(boxes[0, :4], map_boxes(square, back)[0], atol=1e-9)
+    np.testing.assert_allclose(boxes[0, :4], turned_back(square, 30, image.shape)[0],
+                               atol=1e-9)
     np.testing.assert_allclose(upright_box(boxes[0], 30, image.shape), square[0], atol=1e-9)
 
 
@@ -214,11 +214,9 @@ def test_a_sideways_face_seen_upright_only_through_a_wider_border_is_turned():
     assert TURN_RETRY_BELOW <= plain[0].score < TURN_MIN_SCORE
 
 
-def test_later_borders_run_only_where_no_turn_wins():
-    """Turned with more_borders: the first border upright, then the turns, then (only where
-    no turn won) the later borders upright, whose face wins if it beats the first border's."""
-    calls = []
-
+def named_detector(calls: list):
+    """Detectors that log their name to `calls` and find one box scoring `score` (None:
+    nothing)."""
     def detector(name, score):
         def run(image):
             calls.append(name)
@@ -226,6 +224,14 @@ def test_later_borders_run_only_where_no_turn_wins():
                 return np.zeros((0, 4)), np.zeros(0)
             return np.array([[1.0, 2, 3, 4]]), np.array([score])
         return run
+    return detector
+
+
+def test_later_borders_run_only_where_no_turn_wins():
+    """Turned with more_borders: the first border upright, then the turns, then (only where
+    no turn won) the later borders upright, whose face wins if it beats the first border's."""
+    calls = []
+    detector = named_detector(calls)
 
     image = np.zeros((20, 30), np.uint8)
     t = Turned(detector("first", 0.5), turns=(),
@@ -275,3 +281,46 @@ def test_tilts_find_rolled_validation_faces_that_quarter_turns_miss():
         found = boxes_for(rolled, "detector", Detector(turns=turns).detector, crops)
         misses[name] = sum(b is None for b in found)
     assert misses["default"] + 5 < misses["quarter"], misses
+
+
+def test_the_last_resort_runs_only_where_nothing_at_all_was_found():
+    """Turned's last resort (a cascade with other thresholds) runs after the first border,
+    the turns and the later borders have found no face at all, never where any found one."""
+    calls = []
+    detector = named_detector(calls)
+
+    image = np.zeros((20, 30), np.uint8)
+    t = Turned(detector("first", None), turns=(90,), turned_detector=detector("turn", None),
+               more_borders=detector("more", None), last_resort=detector("last", 0.97))
+    boxes, scores = t.oriented(image)
+    assert calls == ["first", "turn", "more", "last"] and scores.tolist() == [0.97]
+    assert boxes[0, 4] == 0
+    for found_by in ("first", "more"):       # a weak face anywhere: no last resort
+        calls.clear()
+        t = Turned(detector("first", 0.5 if found_by == "first" else None), turns=(),
+                   more_borders=detector("more", 0.5 if found_by == "more" else None),
+                   last_resort=detector("last", 0.97))
+        assert t.oriented(image)[1].tolist() == [0.5] and "last" not in calls
+
+
+@pytest.mark.caffe
+def test_make_detector_builds_the_last_resort_on_the_same_nets(model_dir):
+    from tcdcn import mtcnn
+    from tcdcn.evaluation import make_detector
+    from tcdcn.inference import LandmarkModel
+    model = LandmarkModel(model_dir)
+
+    def cascades(node):
+        if isinstance(node, mtcnn.MTCNNDetector):
+            return [node]
+        return [m for a in ("detector", "turned_detector", "more_borders", "last_resort")
+                for m in cascades(getattr(node, a, None))] if node is not None else []
+
+    det = make_detector(model, "mtcnn")
+    last = cascades(det.last_resort)
+    assert last and all(m.thresholds == tuple(mtcnn.LAST_RESORT) for m in last)
+    assert last[0].nets is cascades(det.detector)[0].nets
+    assert cascades(det.detector)[0].thresholds == mtcnn.THRESHOLDS
+    assert make_detector(model, "mtcnn", last_resort=None).last_resort is None
+    off = make_detector(model, "mtcnn", turns=())
+    assert off.turns == () and off.last_resort is not None

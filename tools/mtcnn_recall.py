@@ -4,8 +4,8 @@ faces missed (no box, or none overlapping the face enough: evaluation.boxes_for)
 O-Net crops per image, as Detector() runs it (borders, turns). Every row keeps this
 release's order (first border, then the turns, then the later borders), so the "before"
 rows differ from the previous releases' defaults in that too. The numbers behind
-mtcnn.LAZY, mtcnn.NMS, mtcnn.MAX_REGRESSION, mtcnn.MAX_CANDIDATES, detect.DEFAULT_PADS /
-PAD_RETRY_BELOW and the tilts of detect.DEFAULT_TURNS.
+mtcnn.LAZY, mtcnn.NMS, mtcnn.MAX_REGRESSION, mtcnn.MAX_CANDIDATES, mtcnn.LAST_RESORT,
+detect.DEFAULT_PADS / PAD_RETRY_BELOW and the tilts of detect.DEFAULT_TURNS.
 
   tools/mtcnn_recall.py --json benchmarks/mtcnn_recall.json [--limit N] [--framed N] [--rolled N]
 
@@ -28,16 +28,18 @@ REPO = Path(__file__).resolve().parent.parent
 # (detect.Padded's pads and retry_below; -inf: the next border only where none found a face)
 QUARTERS = (90, 180, 270)   # the turns before the tilts
 AUTHORS = {"lazy": (1.0, 1.0), "nms": (0.5, 0.7, 0.7, 0.7), "max_regression": float("inf"),
-           "pads": (0.1, 0.25), "retry_below": float("-inf"), "turns": QUARTERS}
+           "pads": (0.1, 0.25), "retry_below": float("-inf"), "turns": QUARTERS,
+           "last_resort": None}
 SETTINGS = {
     "authors' cascade": AUTHORS,
     "lazy O-Net (before)": dict(AUTHORS, lazy=(1.0, 0.3)),
     "+ regression check": dict(AUTHORS, lazy=(1.0, 0.3), max_regression=1.0),
     "+ borders 10/25/50% below 0.9": dict(AUTHORS, lazy=(1.0, 0.3), max_regression=1.0,
                                           pads=(0.1, 0.25, 0.5), retry_below=0.9),
-    "+ NMS 0.5 over scales (before)": {"turns": QUARTERS},
-    "default (+ tilts 30 degrees)": None,
-    "tilts 40 degrees instead": {"turns": QUARTERS + (40, 320)},
+    "+ NMS 0.5 over scales (before)": {"turns": QUARTERS, "last_resort": None},
+    "+ tilts 30 degrees": {"last_resort": None},
+    "tilts 40 degrees instead": {"turns": QUARTERS + (40, 320), "last_resort": None},
+    "default (+ last resort)": None,
     "+ at most 20 boxes to R-Net": {"max_candidates": 20},
     "+ lazy R-Net": {"lazy": (0.5, 0.3)},
 }
@@ -87,7 +89,8 @@ def main(argv=None) -> int:
     mtcnn._crops = counted
     default = {"lazy": mtcnn.LAZY, "nms": mtcnn.NMS, "max_regression": mtcnn.MAX_REGRESSION,
                "max_candidates": mtcnn.MAX_CANDIDATES, "pads": DEFAULT_PADS,
-               "retry_below": PAD_RETRY_BELOW, "turns": DEFAULT_TURNS}
+               "retry_below": PAD_RETRY_BELOW, "turns": DEFAULT_TURNS,
+               "last_resort": mtcnn.LAST_RESORT}
     report = {"tool": "tools/mtcnn_recall.py", "argv": argv if argv is not None else sys.argv[1:],
               "default": {k: list(v) if isinstance(v, tuple) else v for k, v in default.items()},
               "sets": {}}
@@ -102,7 +105,8 @@ def main(argv=None) -> int:
         rows = {}
         for name, setting in SETTINGS.items():
             setting = dict(default, **(setting or {}))
-            det = make_detector(model, "mtcnn", pad=setting["pads"], turns=setting["turns"])
+            det = make_detector(model, "mtcnn", pad=setting["pads"], turns=setting["turns"],
+                                last_resort=setting["last_resort"])
             configure(det, setting)
             counts.update({24: 0, 48: 0})
             start = time.perf_counter()
@@ -144,7 +148,7 @@ def configure(detector, setting: dict) -> None:
             return
         if isinstance(node, Padded):
             node.retry_below = setting["retry_below"]
-        for attr in ("detector", "turned_detector", "more_borders"):
+        for attr in ("detector", "turned_detector", "more_borders", "last_resort"):
             walk(getattr(node, attr, None))
     walk(detector)
 

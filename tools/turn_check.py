@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
-"""The quarter-turn retry (detect.Turned) measured on validation data only (never the test
-set): the numbers behind detect.DEFAULT_TURNS.
+"""The turn retry (detect.Turned: quarter turns, and tilts of 30 degrees) measured on
+validation data only (never the test set): the numbers behind detect.DEFAULT_TURNS' quarter
+turns and its cost on face-free images (tools/mtcnn_recall.py measures the tilts on rolled
+faces).
 
   tools/turn_check.py --json benchmarks/turn_check.json [--faces 300] [--tiles 10]
 
@@ -35,8 +37,8 @@ FACE_FREE = ("brick", "cell", "chessboard_GRAY", "clock_motion", "coffee", "coin
 # (turns, retry_below): the turns are tried where the upright image's best face scores under
 # retry_below (0: only where it has no face at all)
 SETTINGS = {"upright only": ((), 0.0),
-            "turned where upright has no face": ("auto", 0.0),
-            "turned where upright scores < 0.9 (default)": ("auto", 0.9),
+            "quarter turns where upright scores < 0.9 (before)": ((90, 180, 270), 0.9),
+            "turned where upright scores < 0.9 (default: + tilts 30)": ("auto", 0.9),
             "turned where upright scores < 0.98": ("auto", 0.98)}
 
 

@@ -352,18 +352,29 @@ def turn_matrix(angle: int, shape) -> np.ndarray:
 
 def upright_box(box, angle: int, shape) -> np.ndarray:
     """The box, in turn_image(angle)'s pixels, of a face whose box in the image is `box`
-    (left, top, right, bottom) and whose turn is `angle`. Boxes of faces found tilted are
-    the image-axis bounds of their square in the tilted image (map_boxes), so the square
-    comes back from the centre and the side / (|cos| + |sin|)."""
+    (left, top, right, bottom) and whose turn is `angle`: the box mapped (quarter turns),
+    or, for a tilt, the box of the same size about the mapped centre (turned_back's
+    inverse)."""
     box = np.asarray(box, dtype=np.float64)[:4]
-    t = turn_matrix(angle, shape)
+    return _recentre(box[None], turn_matrix(angle, shape), angle)[0]
+
+
+def turned_back(boxes, angle: int, shape) -> np.ndarray:
+    """Boxes found in turn_image(angle) (N x 4) as boxes in the image of `shape`: quarter
+    turns map them; a tilted face keeps its box's size about its mapped centre (an
+    axis-aligned square the size of the face, not the larger bounds of the tilted square)."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    back = cv2.invertAffineTransform(turn_matrix(angle, shape))
+    return _recentre(boxes, back, angle)
+
+
+def _recentre(boxes: np.ndarray, m: np.ndarray, angle: int) -> np.ndarray:
     if is_quarter(angle):
-        return map_boxes(box, t)[0]
-    a = np.deg2rad(angle)
-    side = max(box[2] - box[0], box[3] - box[1]) / (abs(np.cos(a)) + abs(np.sin(a)))
-    centre = t[:, :2] @ np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2]) + t[:, 2]
-    return np.array([centre[0] - side / 2, centre[1] - side / 2,
-                     centre[0] + side / 2, centre[1] + side / 2])
+        return map_boxes(boxes, m)
+    centre = np.stack([boxes[:, 0] + boxes[:, 2], boxes[:, 1] + boxes[:, 3]], axis=1) / 2
+    centre = centre @ m[:, :2].T + m[:, 2]
+    half = np.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], axis=1) / 2
+    return np.concatenate([centre - half, centre + half], axis=1)
 
 
 def map_boxes(boxes: np.ndarray, m: np.ndarray) -> np.ndarray:
@@ -398,12 +409,12 @@ class Turned:
     `more_borders` (if given) searches the upright image further. `oriented` gives the boxes
     in the original image with a fifth value, the turn that made their faces upright (0 for
     upright), which inference.LandmarkModel.crops uses to crop the face upright (a tilted
-    face's box is the image-axis bounds of its square in the tilted image: upright_box
-    gives the square back); calling it gives the 4-value boxes."""
+    face's box is its box in the tilted image moved to the face's centre: turned_back,
+    upright_box); calling it gives the 4-value boxes."""
 
     def __init__(self, detector, turns="auto", min_score: float = TURN_MIN_SCORE,
                  turned_detector=None, retry_below: float = TURN_RETRY_BELOW,
-                 more_borders=None):
+                 more_borders=None, last_resort=None):
         self.detector, self.turns, self.min_score = detector, turn_list(turns), min_score
         self.retry_below = retry_below
         self.turned_detector = turned_detector or detector
@@ -411,6 +422,9 @@ class Turned:
         # turns, only where no turn won (a sideways face that a wider border shows upright
         # with a fair score must not hide its turn)
         self.more_borders = more_borders
+        # last_resort: a detector (upright) run only where everything else found no face
+        # at all (a cascade with a lower R-Net threshold: mtcnn.LAST_RESORT_THRESHOLDS)
+        self.last_resort = last_resort
         self.calibration = Calibration()   # the wrapped detector's boxes come calibrated
 
     def oriented(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -430,10 +444,12 @@ class Turned:
                 b, s = self.more_borders(image)
                 if len(b) and float(np.max(s)) > top:
                     return with_turn(b, 0), s
+            if not len(boxes) and self.last_resort is not None:
+                b, s = self.last_resort(image)
+                return with_turn(b, 0), s
             return upright
         angle, b, s = best[1]
-        back = cv2.invertAffineTransform(turn_matrix(angle, image.shape))
-        return with_turn(map_boxes(b, back), angle), s
+        return with_turn(turned_back(b, angle, image.shape), angle), s
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         boxes, scores = self.oriented(image)

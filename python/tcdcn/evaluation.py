@@ -12,6 +12,7 @@ the edges.
 """
 from __future__ import annotations
 
+import copy
 from collections import defaultdict
 from pathlib import Path
 
@@ -76,10 +77,12 @@ def numbers_key(prefix: str, detector: str, crop_from: str, refine: int) -> str:
 
 
 def make_detector(model, name: str = "mtcnn", mtcnn_dir=None, pad=DETECT_PAD,
-                  crop_from: str | None = None, min_size: int = 20, turns=DETECT_TURNS):
+                  crop_from: str | None = None, min_size: int = 20, turns=DETECT_TURNS,
+                  last_resort="auto"):
     """The named detector with the model's stored calibration for it, run with a border,
     and (MTCNN only) where that finds no confident face, on the image turned by `turns`
-    (detect.Turned).
+    (detect.Turned), and where nothing at all was found, once more with the cascade
+    thresholds `last_resort` ("auto": mtcnn.LAST_RESORT; None: off).
     crop_from "points" (MTCNN only) places crops from the detector's five points through the
     model's box rule; "box" from its calibrated box; None: as model.json says (else "box")."""
     calib = Calibration(**model.meta.get("detector_calibration", {}).get(name, {}))
@@ -97,7 +100,7 @@ def make_detector(model, name: str = "mtcnn", mtcnn_dir=None, pad=DETECT_PAD,
     else:
         raise ValueError(f"detector must be 'mtcnn' or 'haar', not {name!r}")
 
-    def chain(pads):
+    def chain_on(base, pads):
         # Haar's scores are level weights, not probabilities: frontal detections (>= 100)
         # end the border search as a face scoring PAD_RETRY_BELOW does, profile-only ones
         # (small weights) let the wider borders try
@@ -107,19 +110,27 @@ def make_detector(model, name: str = "mtcnn", mtcnn_dir=None, pad=DETECT_PAD,
             from tcdcn.detect import FromPoints
             detector = FromPoints(detector, rule_for(model.scheme.count))
         return detector
-    detector = chain(pad)
+
+    def chain(pads):
+        return chain_on(base, pads)
     if name != "mtcnn":   # the turns' score thresholds are MTCNN's probabilities
         if turns not in (None, "auto") and turn_list(turns):
             raise ValueError("turns need MTCNN's face scores: use detector='mtcnn' or turns=()")
-        return detector
-    if not turn_list(turns):
-        return detector
+        return chain(pad)
     # the upright image and the turned ones get the first border (each turn costs one
     # detection on face-free images, not one per border); the later borders are searched,
-    # upright, where no turn won
+    # upright, where no turn won; the last resort where nothing at all was found
     pads = pad_list(pad)
+    if last_resort == "auto":
+        import tcdcn.mtcnn
+        last_resort = tcdcn.mtcnn.LAST_RESORT
+    last = None
+    if last_resort is not None:   # where nothing at all was found: the same nets, other bars
+        relaxed = copy.copy(base)
+        relaxed.thresholds = tuple(float(t) for t in last_resort)
+        last = chain_on(relaxed, pads)
     return Turned(chain(pads[:1]), turns,
-                  more_borders=chain(pads[1:]) if len(pads) > 1 else None)
+                  more_borders=chain(pads[1:]) if len(pads) > 1 else None, last_resort=last)
 
 
 def detector_validation_sets(root: Path) -> dict[str, list[Sample]]:

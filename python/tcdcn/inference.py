@@ -147,10 +147,9 @@ def box_for_points(points: np.ndarray, turn: int, shape) -> np.ndarray:
     which holds for upright faces: for a face found turned (Face.turn), the rule is applied
     in the turned image and the box mapped back."""
     from tcdcn.boxes import box_from_landmarks
-    from tcdcn.detect import map_boxes, turn_matrix
-    t = turn_matrix(turn, shape)
-    upright = box_from_landmarks(apply_matrix(t, points))
-    return np.append(map_boxes(upright, invert_matrix(t))[0], turn)
+    from tcdcn.detect import turn_matrix, turned_back
+    upright = box_from_landmarks(apply_matrix(turn_matrix(turn, shape), points))
+    return np.append(turned_back(upright, turn, shape)[0], turn)
 
 
 class LandmarkModel:
@@ -212,8 +211,8 @@ class LandmarkModel:
         """The input crops (F x 1 x S x S) and their source->crop matrices: the training
         crop path (augment.face_crop), at the crop scale model.json names (default 1). A
         box with a fifth value (detect.Turned) is cropped from the image turned by it, so
-        that its face is upright (a tilted face's box is the bounds of its square there:
-        detect.upright_box); its matrix still starts from this image's pixels."""
+        that its face is upright (detect.upright_box); its matrix still starts from this
+        image's pixels."""
         from tcdcn.detect import turn_image, turn_matrix, upright_box
         if len(boxes) == 0:
             return np.zeros((0, 1, self.size, self.size), np.float32), []
