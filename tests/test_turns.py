@@ -48,12 +48,13 @@ def test_tilt_matrix_follows_the_pixels_and_the_canvas_holds_the_image(angle):
         image[y, x] = 255
     turned = turn_image(image, angle)
     m = turn_matrix(angle, image.shape)
-    a = np.deg2rad(angle)
-    assert turned.shape == (int(np.ceil(61 * abs(np.cos(a)) + 81 * abs(np.sin(a)) - 1e-9)),
-                            int(np.ceil(81 * abs(np.cos(a)) + 61 * abs(np.sin(a)) - 1e-9)))
+    # the turned corners' pixel centres fit the canvas, which is no more than a pixel wider
+    # on each side than they need (the smallest canvas, centred)
     corners = apply_matrix(m, np.array([[0.0, 0], [80, 0], [0, 60], [80, 60]]))
-    assert corners.min() >= -1e-9
-    assert (corners.max(axis=0) <= np.array(turned.shape[::-1]) - 1 + 1e-9).all()
+    size = np.array(turned.shape[::-1], float)
+    assert corners.min() >= -1e-9 and (corners.max(axis=0) <= size - 1 + 1e-9).all()
+    np.testing.assert_allclose(corners.min(axis=0), size - 1 - corners.max(axis=0), atol=1e-9)
+    assert (corners.min(axis=0) < 1).all()
     for x, y in dots:
         tx, ty = apply_matrix(m, np.array([[x, y]], float))[0]
         peak = np.unravel_index(np.argmax(turned[int(ty) - 2:int(ty) + 3,

@@ -426,7 +426,7 @@ class Turned:
         # with a fair score must not hide its turn)
         self.more_borders = more_borders
         # last_resort: a detector (upright) run only where everything else found no face
-        # at all (a cascade with a lower R-Net threshold: mtcnn.LAST_RESORT_THRESHOLDS)
+        # at all (the cascade with other thresholds: mtcnn.LAST_RESORT)
         self.last_resort = last_resort
         self.calibration = Calibration()   # the wrapped detector's boxes come calibrated
 

@@ -100,19 +100,16 @@ def make_detector(model, name: str = "mtcnn", mtcnn_dir=None, pad=DETECT_PAD,
     else:
         raise ValueError(f"detector must be 'mtcnn' or 'haar', not {name!r}")
 
-    def chain_on(base, pads):
+    def chain(pads, cascade=base):
         # Haar's scores are level weights, not probabilities: frontal detections (>= 100)
         # end the border search as a face scoring PAD_RETRY_BELOW does, profile-only ones
         # (small weights) let the wider borders try
-        detector = Padded(base, pads) if pad_list(pads) != (0.0,) else base
+        detector = Padded(cascade, pads) if pad_list(pads) != (0.0,) else cascade
         if crop_from == "points":
             from tcdcn.boxes import rule_for
             from tcdcn.detect import FromPoints
             detector = FromPoints(detector, rule_for(model.scheme.count))
         return detector
-
-    def chain(pads):
-        return chain_on(base, pads)
     if name != "mtcnn":   # the turns' score thresholds are MTCNN's probabilities
         if turns not in (None, "auto") and turn_list(turns):
             raise ValueError("turns need MTCNN's face scores: use detector='mtcnn' or turns=()")
@@ -128,7 +125,7 @@ def make_detector(model, name: str = "mtcnn", mtcnn_dir=None, pad=DETECT_PAD,
     if last_resort is not None:   # where nothing at all was found: the same nets, other bars
         relaxed = copy.copy(base)
         relaxed.thresholds = tuple(float(t) for t in last_resort)
-        last = chain_on(relaxed, pads)
+        last = chain(pads, relaxed)
     return Turned(chain(pads[:1]), turns,
                   more_borders=chain(pads[1:]) if len(pads) > 1 else None, last_resort=last)
 
