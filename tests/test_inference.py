@@ -370,8 +370,14 @@ def test_mtcnn_recall_tool_on_a_few_validation_faces(tmp_path, python_exe):
     assert report["default"]["turns"] == list(DEFAULT_TURNS)
     for rows in report["sets"].values():
         authors, lazy = rows["authors' cascade"], rows["lazy O-Net (before)"]
-        default = rows["default (+ last resort)"]
+        default = rows["default (S-Net; classic search where it finds none)"]
+        classic = rows["+ last resort (classic cascade)"]
+        alone = rows["S-Net proposals alone (no classic search)"]
         assert authors["faces"] == default["faces"] == 4 and authors["lazy"] == [1.0, 1.0]
+        assert default["proposals"] == "snet" and classic["proposals"] == "pnet"
+        # S-Net alone runs no R-Net; the default adds R-Net only where S-Net found nothing
+        assert alone["rnet_crops_per_image"] == 0 and alone["missed"] >= default["missed"]
+        assert default["rnet_crops_per_image"] <= classic["rnet_crops_per_image"]
         assert default["lazy"] == list(mtcnn.LAZY) and default["pads"] == list(DEFAULT_PADS)
         assert authors["turns"] == [90, 180, 270] and rows["+ at most 20 boxes to R-Net"][
             "max_candidates"] == 20
@@ -379,5 +385,5 @@ def test_mtcnn_recall_tool_on_a_few_validation_faces(tmp_path, python_exe):
         assert rows["+ tilts 30 degrees"]["last_resort"] is None
         # the same borders, O-Net lazy: never more O-Net crops than the authors' cascade
         assert lazy["onet_crops_per_image"] <= authors["onet_crops_per_image"]
-        assert authors["onet_crops_per_image"] > 0 and default["rnet_crops_per_image"] > 0
+        assert authors["onet_crops_per_image"] > 0 and classic["rnet_crops_per_image"] > 0
 

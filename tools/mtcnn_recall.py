@@ -5,12 +5,14 @@ O-Net crops per image, as Detector() runs it (borders, turns). Every row keeps t
 release's order (first border, then the turns, then the later borders), so the "before"
 rows differ from the previous releases' defaults in that too. The numbers behind
 mtcnn.LAZY, mtcnn.NMS, mtcnn.MAX_REGRESSION, mtcnn.MAX_CANDIDATES, mtcnn.LAST_RESORT,
-detect.DEFAULT_PADS / PAD_RETRY_BELOW and the tilts of detect.DEFAULT_TURNS.
+detect.DEFAULT_PADS / PAD_RETRY_BELOW, the tilts of detect.DEFAULT_TURNS and S-Net's
+proposals (snet.PROPOSAL_THRESHOLD, snet.MAX_PROPOSALS).
 
   tools/mtcnn_recall.py --json benchmarks/mtcnn_recall.json [--limit N] [--framed N] [--rolled N]
 
 Sets: 300-W (AFW + HELEN train, ROOT/300W), the non-frontal MTFL training faces (pose
-label other than frontal), N MTFL training faces framed like the AFLW test images
+label other than frontal) that S-Net did not learn from (tcdcn.snet.training_faces), N MTFL
+training faces framed like the AFLW test images
 (evaluation.framed_faces: tight 150x150 crops), and N others framed so and rolled
 uniformly within +-60 degrees, all outside the AFLW test set.
 """
@@ -29,19 +31,22 @@ REPO = Path(__file__).resolve().parent.parent
 QUARTERS = (90, 180, 270)   # the turns before the tilts
 AUTHORS = {"lazy": (1.0, 1.0), "nms": (0.5, 0.7, 0.7, 0.7), "max_regression": float("inf"),
            "pads": (0.1, 0.25), "retry_below": float("-inf"), "turns": QUARTERS,
-           "last_resort": None}
+           "last_resort": None, "proposals": "pnet"}
+CLASSIC = {"proposals": "pnet"}   # P-Net + R-Net, the default before S-Net
 SETTINGS = {
     "authors' cascade": AUTHORS,
     "lazy O-Net (before)": dict(AUTHORS, lazy=(1.0, 0.3)),
     "+ regression check": dict(AUTHORS, lazy=(1.0, 0.3), max_regression=1.0),
     "+ borders 10/25/50% below 0.9": dict(AUTHORS, lazy=(1.0, 0.3), max_regression=1.0,
                                           pads=(0.1, 0.25, 0.5), retry_below=0.9),
-    "+ NMS 0.5 over scales (before)": {"turns": QUARTERS, "last_resort": None},
-    "+ tilts 30 degrees": {"last_resort": None},
-    "tilts 40 degrees instead": {"turns": QUARTERS + (40, 320), "last_resort": None},
-    "default (+ last resort)": None,
-    "+ at most 20 boxes to R-Net": {"max_candidates": 20},
-    "+ lazy R-Net": {"lazy": (0.5, 0.3)},
+    "+ NMS 0.5 over scales (before)": dict(CLASSIC, turns=QUARTERS, last_resort=None),
+    "+ tilts 30 degrees": dict(CLASSIC, last_resort=None),
+    "tilts 40 degrees instead": dict(CLASSIC, turns=QUARTERS + (40, 320), last_resort=None),
+    "+ last resort (classic cascade)": CLASSIC,
+    "+ at most 20 boxes to R-Net": dict(CLASSIC, max_candidates=20),
+    "+ lazy R-Net": dict(CLASSIC, lazy=(0.5, 0.3)),
+    "S-Net proposals alone (no classic search)": {"fallback": False},
+    "default (S-Net; classic search where it finds none)": None,
 }
 
 
@@ -69,6 +74,11 @@ def main(argv=None) -> int:
     from tcdcn.inference import LandmarkModel
     model = LandmarkModel(args.model)
     sets = detector_validation_sets(args.root)
+    # S-Net (the default's first stage) learnt from some MTFL training images: leave them out
+    from tcdcn.snet import training_faces
+    learnt = {str(s.image) for s in training_faces(args.root)}
+    for name in sets:
+        sets[name] = [s for s in sets[name] if str(s.image) not in learnt]
     framed, rolled = "MTFL training, framed like AFLW (150x150)", "... and rolled +-60 degrees"
     if args.framed or args.rolled:
         from tcdcn.datasets import read_mtfl
@@ -90,7 +100,7 @@ def main(argv=None) -> int:
     default = {"lazy": mtcnn.LAZY, "nms": mtcnn.NMS, "max_regression": mtcnn.MAX_REGRESSION,
                "max_candidates": mtcnn.MAX_CANDIDATES, "pads": DEFAULT_PADS,
                "retry_below": PAD_RETRY_BELOW, "turns": DEFAULT_TURNS,
-               "last_resort": mtcnn.LAST_RESORT}
+               "last_resort": mtcnn.LAST_RESORT, "proposals": "snet", "fallback": True}
     report = {"tool": "tools/mtcnn_recall.py", "argv": argv if argv is not None else sys.argv[1:],
               "default": {k: list(v) if isinstance(v, tuple) else v for k, v in default.items()},
               "sets": {}}
@@ -106,7 +116,10 @@ def main(argv=None) -> int:
         for name, setting in SETTINGS.items():
             setting = dict(default, **(setting or {}))
             det = make_detector(model, "mtcnn", pad=setting["pads"], turns=setting["turns"],
-                                last_resort=setting["last_resort"])
+                                last_resort=setting["last_resort"],
+                                proposals=setting["proposals"])
+            if setting["proposals"] == "snet" and not setting["fallback"]:
+                det.last_resort = None   # S-Net's search alone
             configure(det, setting)
             counts.update({24: 0, 48: 0})
             start = time.perf_counter()

@@ -119,7 +119,7 @@ class Detector:
     def __init__(self, model: str | Path = DEFAULT_MODEL, batch: int = 64, min_face: int = 20,
                  detector: str = "mtcnn", mtcnn: str | Path | None = None,
                  backend: str = "auto", refine: int | None = None, pad="auto",
-                 crop_from: str | None = None, turns="auto"):
+                 crop_from: str | None = None, turns="auto", proposals: str = "snet"):
         from tcdcn.evaluation import make_detector
         import numbers
         if not isinstance(min_face, numbers.Integral) or min_face < 12:
@@ -132,8 +132,10 @@ class Detector:
         # where the upright image has no confident face, it is searched turned (MTCNN
         # only): "auto" is detect.DEFAULT_TURNS (quarter turns 90, 180, 270 and tilts of 30
         # degrees either way, 30 and 330; the most confident face wins); () for none
+        # MTCNN's first stages: "snet" (the single-shot S-Net, models/snet; the classic
+        # P-Net + R-Net search only where it finds no face at all) or "pnet" (classic)
         self.detector = make_detector(self.model, detector, mtcnn, pad, crop_from, min_face,
-                                      turns)
+                                      turns, proposals=proposals)
         self.wants_colour = detector == "mtcnn"
         # a second, re-centred pass only where the model's measurements say it helps
         self.refine = refine if refine is not None else int(self.model.meta.get("refine", 0))

@@ -36,6 +36,9 @@ def parse_args(argv):
                    help="face detector (default mtcnn, its models ship with the package)")
     p.add_argument("--mtcnn", type=Path,
                    help="another folder with MTCNN det1-3 models (default: the bundled ones)")
+    p.add_argument("--proposals", choices=("snet", "pnet"), default="snet",
+                   help="MTCNN's first stages: snet (default: the single-shot S-Net, and the "
+                        "classic P-Net + R-Net only where it finds no face) or pnet (classic)")
     p.add_argument("--crop-from", choices=("box", "points"),
                    help="place crops from MTCNN's calibrated box or its five points "
                         "(default: as model.json says)")
@@ -186,7 +189,8 @@ def main(argv=None) -> int:
                             detector=args.detector, mtcnn=args.mtcnn, backend=args.backend,
                             crop_from=args.crop_from, min_face=args.min_face,
                             pad="auto" if args.pad is None else args.pad,
-                            turns="auto" if args.turns is None else tuple(args.turns))
+                            turns="auto" if args.turns is None else tuple(args.turns),
+                            proposals=args.proposals)
         given = read_boxes(args.boxes) if args.boxes else None
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

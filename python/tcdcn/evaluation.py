@@ -78,11 +78,14 @@ def numbers_key(prefix: str, detector: str, crop_from: str, refine: int) -> str:
 
 def make_detector(model, name: str = "mtcnn", mtcnn_dir=None, pad=DETECT_PAD,
                   crop_from: str | None = None, min_size: int = 20, turns=DETECT_TURNS,
-                  last_resort="auto"):
+                  last_resort="auto", proposals: str = "snet", snet_dir=None):
     """The named detector with the model's stored calibration for it, run with a border,
     and (MTCNN only) where that finds no confident face, on the image turned by `turns`
     (detect.Turned), and where nothing at all was found, once more with the cascade
     thresholds `last_resort` ("auto": mtcnn.LAST_RESORT; None: off).
+    proposals (MTCNN only): "snet" runs S-Net (tcdcn.snet, models/snet) instead of P-Net
+    and R-Net, and the whole classic search only where that found no face at all; "pnet"
+    the classic cascade alone.
     crop_from "points" (MTCNN only) places crops from the detector's five points through the
     model's box rule; "box" from its calibrated box; None: as model.json says (else "box")."""
     calib = Calibration(**model.meta.get("detector_calibration", {}).get(name, {}))
@@ -110,6 +113,8 @@ def make_detector(model, name: str = "mtcnn", mtcnn_dir=None, pad=DETECT_PAD,
             from tcdcn.detect import FromPoints
             detector = FromPoints(detector, rule_for(model.scheme.count))
         return detector
+    if proposals not in ("snet", "pnet"):
+        raise ValueError(f"proposals must be 'snet' or 'pnet', not {proposals!r}")
     if name != "mtcnn":   # the turns' score thresholds are MTCNN's probabilities
         if turns not in (None, "auto") and turn_list(turns):
             raise ValueError("turns need MTCNN's face scores: use detector='mtcnn' or turns=()")
@@ -126,8 +131,16 @@ def make_detector(model, name: str = "mtcnn", mtcnn_dir=None, pad=DETECT_PAD,
         relaxed = copy.copy(base)
         relaxed.thresholds = tuple(float(t) for t in last_resort)
         last = chain(pads, relaxed)
-    return Turned(chain(pads[:1]), turns,
-                  more_borders=chain(pads[1:]) if len(pads) > 1 else None, last_resort=last)
+    classic = Turned(chain(pads[:1]), turns,
+                     more_borders=chain(pads[1:]) if len(pads) > 1 else None, last_resort=last)
+    if proposals == "pnet":
+        return classic
+    from tcdcn.snet import SNetNet
+    fast = copy.copy(base)   # the same O-Net, S-Net's proposals
+    fast.first_stage = SNetNet(snet_dir, backend=base.backend)
+    return Turned(chain(pads[:1], fast), turns,
+                  more_borders=chain(pads[1:], fast) if len(pads) > 1 else None,
+                  last_resort=classic)
 
 
 def detector_validation_sets(root: Path) -> dict[str, list[Sample]]:

@@ -86,16 +86,32 @@ def _square(boxes: np.ndarray) -> np.ndarray:
 
 
 def _crops(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
-    """Resampled box contents, transposed for the Matlab-trained nets: N x 3 x W x H."""
+    """Resampled box contents, transposed for the Matlab-trained nets: N x 3 x W x H.
+    `image` is the nets' input (MTCNNDetector._input), or an 8-bit BGR image whose crops are
+    converted after resampling (cheaper where only a few crops are needed; the border is
+    then 128 instead of 127.5, and values are rounded to whole levels before conversion)."""
     out = np.zeros((len(boxes), 3, size, size), np.float32)
+    raw = image.dtype == np.uint8
+    border = (128,) * 3 if raw else (127.5,) * 3
     for i, (x1, y1, x2, y2) in enumerate(boxes[:, :4]):
         sx = size / max(x2 - x1 + 1, 1e-3)
         sy = size / max(y2 - y1 + 1, 1e-3)
         m = np.array([[sx, 0, -x1 * sx], [0, sy, -y1 * sy]])
         crop = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_AREA,
-                              borderMode=cv2.BORDER_CONSTANT, borderValue=(127.5,) * 3)
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=border)
+        if raw:
+            crop = (cv2.cvtColor(crop, cv2.COLOR_BGR2RGB).astype(np.float32) - 127.5) * 0.0078125
         out[i] = crop.transpose(2, 1, 0)
     return out
+
+
+def _bgr(image: np.ndarray) -> np.ndarray:
+    """Grey, BGR or BGRA as BGR."""
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    return image
 
 
 class _CaffeNet:
@@ -161,18 +177,16 @@ class MTCNNDetector:
             raise ValueError(f"nms_thresholds must be four IoUs in (0, 1], not {self.nms}")
         self.max_regression = MAX_REGRESSION
         self.max_candidates = MAX_CANDIDATES
+        # first_stage: where set (tcdcn.snet.SNetNet), its proposals replace P-Net and R-Net
+        self.first_stage = None
         self.lazy = tuple(LAZY if lazy is None else lazy)
         if len(self.lazy) != 2 or not all(0 < t <= 1 for t in self.lazy):
             raise ValueError(f"lazy must be two IoUs in (0, 1] (1: off), not {self.lazy}")
 
     @staticmethod
     def _input(grey_or_bgr: np.ndarray) -> np.ndarray:
-        img = grey_or_bgr
-        if img.ndim == 2:
-            img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-        elif img.shape[2] == 4:
-            img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
-        return (cv2.cvtColor(img, cv2.COLOR_BGR2RGB).astype(np.float32) - 127.5) * 0.0078125
+        return (cv2.cvtColor(_bgr(grey_or_bgr), cv2.COLOR_BGR2RGB).astype(np.float32)
+                - 127.5) * 0.0078125
 
     def face_scores(self, grey_or_bgr: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """O-Net's face probability for each given (uncalibrated, MTCNN-style) box: the
@@ -181,7 +195,7 @@ class MTCNNDetector:
         if len(boxes) == 0:
             return np.zeros(0)
         onet = self.nets[2]
-        onet.setInput(_crops(self._input(grey_or_bgr), _square(boxes), 48))
+        onet.setInput(_crops(_bgr(grey_or_bgr), _square(boxes), 48))
         return onet.forward("prob1")[:, 1].astype(np.float64).ravel()
 
     def _stage(self, k: int, img: np.ndarray, boxes: np.ndarray, names: list[str]):
@@ -216,7 +230,20 @@ class MTCNNDetector:
     def raw_points(self, grey_or_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Boxes, scores and O-Net's five points (N x 5 x 2: eyes, nose, mouth corners, left
         and right as seen in the image, the MTFL order), best first."""
-        img = self._input(grey_or_bgr)
+        if self.first_stage is not None:   # S-Net: O-Net's few crops come from the 8-bit image
+            from tcdcn.inference import to_grey
+            boxes = self.first_stage.proposals(to_grey(grey_or_bgr), self.min_size)
+            img = _bgr(grey_or_bgr)
+        else:
+            img = self._input(grey_or_bgr)
+            boxes = self._proposals(img)
+        if len(boxes) == 0:
+            return np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2))
+        return self._output(img, boxes)
+
+    def _proposals(self, img: np.ndarray) -> np.ndarray:
+        """Stages 1 and 2 (P-Net over a pyramid, then R-Net) on the nets' input (_input):
+        square boxes (N x 5, the fifth value a score) for O-Net."""
         h, w = img.shape[:2]
         pnet = self.nets[0]
         # stage 1: P-Net over a pyramid
@@ -241,7 +268,7 @@ class MTCNNDetector:
             scale *= FACTOR
             minl *= FACTOR
         if not candidates:
-            return np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2))
+            return np.zeros((0, 5))
         boxes = np.concatenate(candidates)
         boxes = boxes[_nms(boxes, self.nms[1])]
         if 0 < self.max_candidates < len(boxes):
@@ -252,11 +279,13 @@ class MTCNNDetector:
         keep = prob[:, 1] > self.thresholds[1]
         boxes, reg = boxes[ran[keep]], reg[keep]
         if len(boxes) == 0:
-            return np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2))
+            return np.zeros((0, 5))
         boxes[:, 4] = prob[keep, 1]
         pick = _nms(boxes, self.nms[2])
-        boxes = _square(_regress(boxes[pick], reg[pick]))
-        # stage 3: O-Net
+        return _square(_regress(boxes[pick], reg[pick]))
+
+    def _output(self, img: np.ndarray, boxes: np.ndarray):
+        """Stage 3 (O-Net) on the proposals: raw_points' boxes, scores and points."""
         ran, (prob, reg, pts) = self._stage(2, img, boxes, ["prob1", "conv6-2", "conv6-3"])
         keep = prob[:, 1] > self.thresholds[2]
         keep &= np.abs(reg.reshape(len(reg), -1)).max(axis=1) <= self.max_regression

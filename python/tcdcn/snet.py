@@ -1,0 +1,372 @@
+"""S-Net: a single-shot first stage for the default face detector.
+
+MTCNN's first two stages cost most of its time on small photos: P-Net over a pyramid of
+factor 0.709 (8 levels for a 150 px image at a 20 px minimum face) and R-Net on about 30 of
+its boxes. S-Net replaces both: one small fully convolutional net (grey input, three
+stride-2 convolutions and two dilated ones, receptive field 127 px) that, at each cell of a
+stride-8 grid, scores "a face of 16-48 px is centred here" and regresses its square box
+(and five points, learnt but not used: O-Net gives them). A pyramid of factor 1/3 covers all
+sizes: 2 levels for a 150 px image. Its few proposals go to MTCNN's own O-Net, which checks
+them and gives boxes and points exactly as before, so crop placement and calibration are
+unchanged. Where S-Net's whole search finds no face at all, the classic cascade searches
+as before (evaluation.make_detector).
+
+S-Net learns from MTCNN itself (tools/snet_labels.py: every face the full cascade finds in
+the MTFL training images that the detector validation sets do not use; tools/train_snet.py).
+Targets: the cell nearest a face's centre is positive when the face's side is in
+FACE_RANGE, the 8 cells around it neither way, faces just outside the range and doubtful
+teacher faces neither way, everything else background.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+# MTFL training faces kept out of S-Net's training: the framed and rolled validation sets of
+# tools/mtcnn_recall.py draw their faces from np.random.default_rng(0).permutation(10000)[:6000]
+HELD_OUT = 6000
+
+
+def training_faces(root: Path):
+    """The MTFL training faces S-Net learns from: those the detector validation sets of
+    tools/mtcnn_recall.py (framed, rolled) do not use."""
+    from tcdcn.datasets import read_mtfl
+    train = read_mtfl(Path(root) / "MTFL" / "training.txt", Path(root) / "MTFL")
+    order = np.random.default_rng(0).permutation(len(train))
+    return [train[i] for i in sorted(order[HELD_OUT:])]
+
+STRIDE = 8            # one output cell per 8x8 input pixels; cell j's centre is pixel 8j
+FACE_RANGE = (16.0, 48.0)   # face sides (px, in the net's input) a pyramid level answers for
+LEVEL_STEP = FACE_RANGE[1] / FACE_RANGE[0]   # the pyramid's scale step (3)
+SIDE_REF = 28.0       # log-side targets are relative to this
+CHANNELS = (8, 16, 32, 32)
+N_REG = 13            # dx, dy, log side, five points (x, y) relative to the face centre / side
+MEAN, SCALE = 127.5, 1 / 128.0   # grey input: (pixel - 127.5) / 128
+
+
+def _conv(name: str, bottom: str, n: int, stride: int = 1, dilation: int = 1,
+          relu: bool = True, kernel: int = 3) -> str:
+    pad = dilation * (kernel // 2)
+    text = (f'layer {{ name: "{name}" type: "Convolution" bottom: "{bottom}" top: "{name}"\n'
+            f'  param {{ lr_mult: 1 decay_mult: 1 }} param {{ lr_mult: 2 decay_mult: 0 }}\n'
+            f'  convolution_param {{ num_output: {n} kernel_size: {kernel} stride: {stride} '
+            f'pad: {pad} dilation: {dilation}\n'
+            f'    weight_filler {{ type: "msra" }} bias_filler {{ type: "constant" value: 0 }} }} }}\n')
+    if relu:
+        text += f'layer {{ name: "{name}_relu" type: "ReLU" bottom: "{name}" top: "{name}" }}\n'
+    return text
+
+
+def net_text(train: bool, batch: int = 1, size: tuple[int, int] = (96, 96)) -> str:
+    """The S-Net prototxt: three stride-2 convolutions, then two dilated ones (receptive
+    field 127 px at stride 8), then a 1x1 head with a face score and 13 regression values
+    per cell. train=True adds the losses on Input blobs label / target / mask."""
+    c1, c2, c3, c4 = CHANNELS
+    h, w = size
+    text = f'name: "snet"\n'
+    text += (f'layer {{ name: "data" type: "Input" top: "data" input_param {{ shape {{ '
+             f'dim: {batch} dim: 1 dim: {h} dim: {w} }} }} }}\n')
+    text += _conv("conv1", "data", c1, stride=2)
+    text += _conv("conv2", "conv1", c2, stride=2)
+    text += _conv("conv3", "conv2", c3, stride=2)
+    text += _conv("conv4", "conv3", c4)
+    text += _conv("conv5", "conv4", c4, dilation=2)
+    text += _conv("conv6", "conv5", c4, dilation=4)
+    text += _conv("score", "conv6", 1, relu=False, kernel=1)
+    text += _conv("reg", "conv6", N_REG, relu=False, kernel=1)
+    if not train:
+        text += 'layer { name: "prob" type: "Sigmoid" bottom: "score" top: "prob" }\n'
+        return text
+    gh, gw = grid_size(h), grid_size(w)
+    for name, ch in (("label", 1), ("target", N_REG), ("mask", N_REG)):
+        text += (f'layer {{ name: "{name}" type: "Input" top: "{name}" input_param {{ shape {{ '
+                 f'dim: {batch} dim: {ch} dim: {gh} dim: {gw} }} }} }}\n')
+    text += ('layer { name: "score_loss" type: "SigmoidCrossEntropyLoss" bottom: "score" '
+             'bottom: "label" top: "score_loss" loss_weight: 1\n'
+             '  loss_param { ignore_label: -1 normalization: BATCH_SIZE } }\n'
+             'layer { name: "reg_masked" type: "Eltwise" bottom: "reg" bottom: "mask" '
+             'top: "reg_masked" eltwise_param { operation: PROD } }\n'
+             'layer { name: "reg_loss" type: "EuclideanLoss" bottom: "reg_masked" '
+             'bottom: "target" top: "reg_loss" loss_weight: 1 }\n')
+    return text
+
+
+def grid_size(n: int) -> int:
+    """Output cells along a side of n input pixels (three k3 s2 p1 convolutions)."""
+    for _ in range(3):
+        n = (n - 1) // 2 + 1
+    return n
+
+
+def encode(faces: np.ndarray, points: np.ndarray, ignore: np.ndarray, shape: tuple[int, int],
+           face_range=FACE_RANGE, band: float = 1.33):
+    """Training targets for one input of `shape` (h, w). faces: N x 3 (centre x, y, side),
+    points: N x 5 x 2, ignore: M x 3 (centre x, y, side) of regions that must not count
+    either way. A face whose side is within face_range is positive at the cell nearest its
+    centre (its 8 neighbours neither way), and its regression is learnt on those 3x3 cells;
+    faces up to `band` x outside the range, and the ignore regions, make their 3x3 cells
+    neither way. Returns label (1 x gh x gw: 1, 0, -1 ignore), target and mask (13 x gh x gw)."""
+    gh, gw = grid_size(shape[0]), grid_size(shape[1])
+    label = np.zeros((1, gh, gw), np.float32)
+    target = np.zeros((N_REG, gh, gw), np.float32)
+    mask = np.zeros((N_REG, gh, gw), np.float32)
+    lo, hi = face_range
+
+    def cell(c):
+        return (int(np.clip(np.round(c[1] / STRIDE), 0, gh - 1)),
+                int(np.clip(np.round(c[0] / STRIDE), 0, gw - 1)))
+
+    def around(j, i):
+        return slice(max(j - 1, 0), min(j + 2, gh)), slice(max(i - 1, 0), min(i + 2, gw))
+
+    for (cx, cy, side) in np.asarray(ignore, np.float64).reshape(-1, 3):
+        if -STRIDE <= cx < shape[1] + STRIDE and -STRIDE <= cy < shape[0] + STRIDE:
+            label[(0, *around(*cell((cx, cy))))] = -1
+    inside = []
+    for k, (cx, cy, side) in enumerate(np.asarray(faces, np.float64).reshape(-1, 3)):
+        if not (0 <= cx < shape[1] and 0 <= cy < shape[0]):
+            continue
+        j, i = cell((cx, cy))
+        if lo <= side <= hi:
+            inside.append((side, k, j, i))
+        elif lo / band <= side <= hi * band or side < lo:
+            ys, xs = around(j, i)
+            label[0, ys, xs] = np.where(label[0, ys, xs] == 1, 1, -1)
+    for side, k, j, i in sorted(inside):   # smaller faces first: larger ones win overlaps
+        cx, cy, _ = faces[k]
+        ys, xs = around(j, i)
+        label[0, ys, xs] = np.where(label[0, ys, xs] == 1, 1, -1)
+        label[0, j, i] = 1
+        gy, gx = np.mgrid[ys, xs]
+        rel = (np.asarray(points[k], np.float64) - (cx, cy)) / side
+        target[0, ys, xs] = (cx - STRIDE * gx) / STRIDE
+        target[1, ys, xs] = (cy - STRIDE * gy) / STRIDE
+        target[2, ys, xs] = np.log(side / SIDE_REF)
+        target[3:, ys, xs] = rel.ravel()[:, None, None]
+        mask[:, ys, xs] = 1
+    return label, target * mask, mask
+
+
+def decode(prob: np.ndarray, reg: np.ndarray, threshold: float):
+    """Faces from one level's outputs (prob: gh x gw, reg: 13 x gh x gw), in the level's
+    input pixels: square boxes (left, top, right, bottom), scores and points (N x 5 x 2)."""
+    ys, xs = np.nonzero(prob >= threshold)
+    if not len(ys):
+        return np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2))
+    r = reg[:, ys, xs].astype(np.float64)
+    cx = STRIDE * (xs + r[0])
+    cy = STRIDE * (ys + r[1])
+    side = SIDE_REF * np.exp(np.clip(r[2], -3, 3))
+    boxes = np.stack([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2], axis=1)
+    pts = r[3:].T.reshape(-1, 5, 2) * side[:, None, None] + np.stack([cx, cy], 1)[:, None]
+    return boxes, prob[ys, xs].astype(np.float64), pts
+
+
+# ---- training samples -------------------------------------------------------------------
+
+FLIP = [1, 0, 2, 4, 3]   # the five points' order mirrored (eyes and mouth corners swap)
+POSITIVE = 0.95          # teacher faces scoring below this are neither face nor background
+
+
+class Sampler:
+    """Random training inputs (size x size grey) and their targets from teacher-labelled
+    images (tools/snet_labels.py): a face chosen and scaled to 12-64 px (so that the net
+    sees faces in, around and outside its range), rolled within +-25 degrees, mirrored,
+    placed anywhere; or a random view of a whole image. Inputs are `size` pixels square
+    unless batch() is given another size (small inputs teach the net the image edges of
+    the pyramid's small levels). Photometric jitter, blur, noise and
+    JPEG re-compression as in the landmark model's augmentation."""
+
+    def __init__(self, images: list[np.ndarray], rows: np.ndarray, seed: int = 0,
+                 size: int = 96):
+        self.images, self.size = images, size
+        self.rng = np.random.default_rng(seed)
+        self.faces, self.ignore = [], []
+        for i in range(len(images)):
+            r = rows[rows[:, 0] == i]
+            face = r[(r[:, 1] == 1) & (r[:, 6] >= POSITIVE)]
+            ign = r[(r[:, 1] == 0) | ((r[:, 1] == 1) & (r[:, 6] < POSITIVE))]
+            self.faces.append((_centre_side(face[:, 2:6]), face[:, 7:17].reshape(-1, 5, 2)))
+            self.ignore.append(_centre_side(ign[:, 2:6]))
+
+    def sample(self, size: int | None = None):
+        import cv2
+        rng, n = self.rng, size or self.size
+        i = int(rng.integers(len(self.images)))
+        image = self.images[i]
+        (faces, points), ignore = self.faces[i], self.ignore[i]
+        if len(faces) and rng.random() < 0.8:
+            f = faces[int(rng.integers(len(faces)))]
+            k = float(np.exp(rng.uniform(np.log(12), np.log(64)))) / f[2]
+            centre, at = f[:2], rng.uniform(4, n - 4, 2)
+        else:
+            k = float(np.exp(rng.uniform(np.log(48), np.log(300)))) / min(image.shape[:2])
+            centre = rng.uniform(0, 1, 2) * image.shape[1::-1]
+            at = rng.uniform(0, n, 2)
+        angle = float(rng.uniform(-25, 25)) if rng.random() < 0.6 else 0.0
+        pre = min(1.0, 1.25 * k)   # shrink with INTER_AREA first, as the pyramid does
+        src = image if pre == 1.0 else cv2.resize(image, None, fx=pre, fy=pre,
+                                                  interpolation=cv2.INTER_AREA)
+        m = cv2.getRotationMatrix2D((float(centre[0] * pre), float(centre[1] * pre)), angle,
+                                    k / pre)
+        m[:, 2] += at - centre * pre
+        flip = rng.random() < 0.5
+        if flip:
+            m[0] = -m[0]
+            m[0, 2] += n - 1
+        border = (dict(borderMode=cv2.BORDER_REPLICATE) if rng.random() < 0.7 else
+                  dict(borderMode=cv2.BORDER_CONSTANT, borderValue=int(rng.integers(256))))
+        out = cv2.warpAffine(src, m, (n, n), flags=cv2.INTER_LINEAR, **border)
+        full = m.copy()
+        full[:, :2] *= pre   # the map from the original image's pixels
+        out = _jitter(out, rng)
+
+        def moved(cs):
+            c = cs[:, :2] @ full[:, :2].T + full[:, 2]
+            return np.concatenate([c, cs[:, 2:3] * k], axis=1)
+        pts = points @ full[:, :2].T + full[:, 2]
+        if flip:
+            pts = pts[:, FLIP]
+        label, target, mask = encode(moved(faces), pts, moved(ignore), (n, n))
+        return out, label, target, mask
+
+    def batch(self, count: int, size: int | None = None):
+        items = [self.sample(size) for _ in range(count)]
+        data = np.stack([(it[0].astype(np.float32) - MEAN) * SCALE for it in items])[:, None]
+        return data, *(np.stack([it[j] for it in items]) for j in (1, 2, 3))
+
+
+def _centre_side(boxes: np.ndarray) -> np.ndarray:
+    """(centre x, centre y, side of the enclosing square) of (left, top, right, bottom) boxes."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    return np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2,
+                     np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])], axis=1)
+
+
+def _jitter(grey: np.ndarray, rng) -> np.ndarray:
+    import cv2
+    x = grey.astype(np.float32)
+    x = x * rng.uniform(0.6, 1.4) + rng.uniform(-40, 40)
+    if rng.random() < 0.3:
+        x = 255.0 * (np.clip(x, 0, 255) / 255.0) ** rng.uniform(0.6, 1.6)
+    if rng.random() < 0.15:
+        x = cv2.GaussianBlur(x, (0, 0), rng.uniform(0.5, 1.5))
+    if rng.random() < 0.2:
+        x = x + rng.normal(0, rng.uniform(1, 8), x.shape)
+    out = np.clip(x, 0, 255).astype(np.uint8)
+    if rng.random() < 0.2:
+        ok, enc = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(30, 90))])
+        out = cv2.imdecode(enc, cv2.IMREAD_GRAYSCALE)
+    return out
+
+
+# ---- detection ----------------------------------------------------------------------------
+
+PROPOSAL_THRESHOLD = 0.3   # S-Net score a cell needs to become a proposal
+MAX_PROPOSALS = 6          # at most this many proposals (best first) go to O-Net
+PROPOSAL_NMS = 0.5
+MIN_INPUT = 64             # pyramid levels smaller than this are shown on a replicated border
+
+
+def bundled_model() -> Path:
+    from tcdcn.mtcnn import bundled_models
+    return bundled_models().parent / "snet"
+
+
+class SNetNet:
+    """S-Net through stock OpenCV dnn or this project's pycaffe: levels(grey, min_size)
+    gives its proposals over a short pyramid (one level per factor LEVEL_STEP of face size)."""
+
+    def __init__(self, folder: str | Path | None = None, backend: str = "opencv"):
+        import cv2
+        folder = Path(folder) if folder is not None else bundled_model()
+        deploy, weights = folder / "snet.prototxt", folder / "snet.caffemodel"
+        for f in (deploy, weights):
+            if not f.is_file():
+                raise FileNotFoundError(f"{f}: S-Net model file missing (tools/train_snet.py "
+                                        "writes it)")
+        self.backend = backend
+
+        def load():
+            if backend == "caffe":
+                from tcdcn.mtcnn import _CaffeNet
+                return _CaffeNet(deploy, weights)
+            try:
+                return cv2.dnn.readNetFromCaffe(str(deploy), str(weights))
+            except cv2.error as err:
+                raise ValueError(f"{weights}: OpenCV cannot load this S-Net model "
+                                 f"({str(err).strip().splitlines()[-1]})") from None
+        # two copies: one for the large levels, one for the batch of small ones, so that
+        # neither reallocates its blobs for the other's shape on every image
+        self.net, self.small_net = load(), load()
+
+    def proposals(self, grey: np.ndarray, min_size: float, threshold: float | None = None,
+                  max_proposals: int | None = None) -> np.ndarray:
+        """Square boxes (N x 5: left, top, right, bottom, score) in image pixels, best first
+        (threshold, max_proposals: PROPOSAL_THRESHOLD and MAX_PROPOSALS unless given)."""
+        import cv2
+        from tcdcn.detect import nms
+        threshold = PROPOSAL_THRESHOLD if threshold is None else threshold
+        max_proposals = MAX_PROPOSALS if max_proposals is None else max_proposals
+        h, w = grey.shape[:2]
+        scale = FACE_RANGE[0] / float(min_size)
+        levels = []   # (scale x, scale y, image, its offset in the padded input)
+        while min(h, w) * scale >= FACE_RANGE[0]:
+            hs, ws = max(int(round(h * scale)), 1), max(int(round(w * scale)), 1)
+            im = grey if (hs, ws) == (h, w) else cv2.resize(
+                grey, (ws, hs), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+            # a level smaller than MIN_INPUT is shown on a replicated border (as training
+            # inputs show the edges of their images); all such levels run as one batch
+            py, px = max(MIN_INPUT - hs, 0), max(MIN_INPUT - ws, 0)   # read at call time
+            if py or px:
+                im = cv2.copyMakeBorder(im, py // 2, py - py // 2, px // 2, px - px // 2,
+                                        cv2.BORDER_REPLICATE)
+            levels.append((ws / w, hs / h, im, (px // 2, py // 2)))
+            scale /= LEVEL_STEP
+        found = []
+        groups = [[lv] for lv in levels if lv[2].shape != (MIN_INPUT, MIN_INPUT)]
+        small = [lv for lv in levels if lv[2].shape == (MIN_INPUT, MIN_INPUT)]
+        for net, group in [(self.net, g) for g in groups] + ([(self.small_net, small)] if small else []):
+            blob = ((np.stack([lv[2] for lv in group]).astype(np.float32) - MEAN) * SCALE)[:, None]
+            net.setInput(blob)
+            prob, reg = net.forward(["prob", "reg"])
+            for k, (sx, sy, _, (ox, oy)) in enumerate(group):
+                boxes, scores, _ = decode(prob[k, 0], reg[k], threshold)
+                if len(boxes):
+                    boxes = (boxes - np.array([ox, oy, ox, oy])) / np.array([sx, sy, sx, sy])
+                    found.append(np.concatenate([boxes, scores[:, None]], axis=1))
+        if not found:
+            return np.zeros((0, 5))
+        boxes = np.concatenate(found)
+        keep = nms(boxes[:, :4], boxes[:, 4], PROPOSAL_NMS)[:max_proposals]
+        return boxes[keep]
+
+
+def covers(box, points) -> bool:
+    """Whether a proposal box holds a face's five points and is of a face's size for them
+    (its side 1 to 3.5 times the points' extent): a proposal O-Net can work from."""
+    points = np.asarray(points, np.float64)
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    span = float((hi - lo).max())
+    side = float(box[2] - box[0])
+    return bool(np.all(lo >= box[:2]) and np.all(hi <= box[2:4]) and span <= side <= 3.5 * span)
+
+
+def proposal_recall(net: "SNetNet", samples, images: dict, min_size: int = 20,
+                    pad: float = 0.1) -> dict:
+    """S-Net's proposals on validation faces (their images searched with a border, as the
+    detector's first search does): the fraction of faces covered by a proposal (covers()),
+    and proposals per image."""
+    import cv2
+    from tcdcn.inference import to_grey
+    hit, count = 0, 0
+    for s in samples:
+        grey = to_grey(images[str(s.image)])
+        b = int(round(pad * max(grey.shape)))
+        grey = cv2.copyMakeBorder(grey, b, b, b, b, cv2.BORDER_REPLICATE)
+        boxes = net.proposals(grey, min_size)
+        count += len(boxes)
+        hit += any(covers(box[:4] - b, s.landmarks) for box in boxes)
+    n = max(len(samples), 1)
+    return {"faces": len(samples), "covered": hit / n, "proposals_per_image": count / n}

@@ -1,0 +1,237 @@
+"""S-Net, the single-shot first stage of the default detector (tcdcn.snet): its targets,
+its net, its training tool, both backends, and how make_detector uses it."""
+from __future__ import annotations
+
+import json
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import REPO, SHARED_DATA, run
+
+from tcdcn import snet
+
+FIVE = np.array([[-0.18, -0.12], [0.18, -0.12], [0.0, 0.05], [-0.14, 0.22], [0.14, 0.22]])
+
+
+def test_targets_decode_back_to_the_faces():
+    """encode() then decode() of its own positive cells gives back each face's centre, side
+    and points; the 3x3 cells around a positive one are neither way (-1)."""
+    rng = np.random.default_rng(0)
+    faces = np.array([[20.0, 30.0, 18.0], [70.0, 62.0, 40.0]])
+    pts = faces[:, None, :2] + FIVE[None] * faces[:, None, 2:3] + rng.normal(0, 1, (2, 5, 2))
+    label, target, mask = snet.encode(faces, pts, np.zeros((0, 3)), (96, 96))
+    assert label.shape == (1, 12, 12) and target.shape == mask.shape == (13, 12, 12)
+    assert (label == 1).sum() == 2 and (label == -1).sum() == 16 and set(np.unique(label)) == {-1, 0, 1}
+    boxes, scores, points = snet.decode((label[0] == 1).astype(float), target, 0.5)
+    order = np.argsort(boxes[:, 0])
+    np.testing.assert_allclose(boxes[order, 0] + (boxes[order, 2] - boxes[order, 0]) / 2,
+                               faces[:, 0], atol=1e-4)
+    np.testing.assert_allclose(boxes[order, 2] - boxes[order, 0], faces[:, 2], rtol=1e-4)
+    np.testing.assert_allclose(points[order], pts, atol=1e-3)
+    # the regression is learnt on the 3x3 cells around the face, only there
+    assert mask[0].sum() == 18 and np.all(target[:, mask[0] == 0] == 0)
+
+
+def test_targets_outside_the_range():
+    """Faces a little outside the size range, tiny faces and ignore regions make their cells
+    neither way; a face far larger than the range is background (another level finds it)."""
+    lo, hi = snet.FACE_RANGE
+    faces = np.array([[20.0, 20.0, hi * 1.2], [70.0, 20.0, lo * 0.7], [48.0, 75.0, hi * 3]])
+    label, _, mask = snet.encode(faces, np.zeros((3, 5, 2)), np.array([[80.0, 80.0, 30.0]]),
+                                 (96, 96))
+    assert (label == 1).sum() == 0 and mask.sum() == 0
+    assert label[0, 2, 2] == -1 and label[0, 2, 9] == -1 and label[0, 10, 10] == -1
+    assert label[0, 9, 6] == 0   # the huge face's centre
+
+
+@pytest.mark.caffe
+def test_grid_matches_the_net(caffe, tmp_path):
+    """grid_size() is the net's output size for any input size, and cell j looks at input
+    pixel 8j: a net whose weights only pass the centre tap moves a dot at (8i, 8j) to
+    cell (i, j)."""
+    for h, w in ((96, 96), (120, 150), (17, 33), (16, 16)):
+        path = tmp_path / "deploy.prototxt"
+        path.write_text(snet.net_text(False, size=(h, w)))
+        net = caffe.Net(str(path), caffe.TEST)
+        assert net.blobs["reg"].data.shape == (1, 13, snet.grid_size(h), snet.grid_size(w))
+    net = caffe.Net(str(tmp_path / "deploy.prototxt"), caffe.TEST)   # 16 x 16
+    path.write_text(snet.net_text(False, size=(96, 96)))
+    net = caffe.Net(str(path), caffe.TEST)
+    for name in net.params:
+        weights, bias = net.params[name]
+        weights.data[...] = 0
+        bias.data[...] = 0
+        k = weights.data.shape[-1] // 2
+        weights.data[:, :, k, k] = 1.0   # every output channel sums the inputs' centre taps
+    data = np.zeros((1, 1, 96, 96), np.float32)
+    data[0, 0, 8 * 5, 8 * 7] = 1.0
+    net.blobs["data"].data[...] = data
+    out = net.forward()["reg"][0, 0]
+    assert np.unravel_index(np.argmax(out), out.shape) == (5, 7) and out.max() > 0
+    assert np.count_nonzero(out) == 1
+
+
+def test_sampler_targets_follow_the_pixels(monkeypatch):
+    """Every training input's positive faces, decoded, put their points on the bright dots
+    drawn at the teacher's points (rolled, scaled, mirrored and moved with the pixels; the
+    photometric jitter is switched off so that the dots keep their brightness)."""
+    monkeypatch.setattr(snet, "_jitter", lambda grey, rng: grey)
+    image = np.full((240, 320), 60, np.uint8)
+    box = np.array([100.0, 60.0, 190.0, 150.0])
+    centre, side = (box[:2] + box[2:]) / 2, box[2] - box[0]
+    pts = centre + FIVE * side
+    for x, y in np.round(pts).astype(int):
+        cv2.circle(image, (int(x), int(y)), 4, 255, -1)
+    rows = np.array([[0, 1, *box, 0.99, *pts.ravel()]])
+    sampler = snet.Sampler([image], rows, seed=1)
+    checked = flipped = 0
+    for _ in range(200):
+        out, label, target, _ = sampler.sample()
+        assert out.shape == (96, 96) and out.dtype == np.uint8
+        boxes, _, found = snet.decode((label[0] == 1).astype(float), target, 0.5)
+        for b, p in zip(boxes, found):
+            if b[2] - b[0] < 20:   # dots of smaller faces fade when shrunk
+                continue
+            for x, y in np.round(p).astype(int):
+                if 2 <= x < 94 and 2 <= y < 94:
+                    assert out[y - 1:y + 2, x - 1:x + 2].max() > 120, (x, y)
+                    checked += 1
+            flipped += p[0, 0] > p[1, 0]   # left eye right of the right eye: never
+    assert checked > 100 and flipped == 0
+    data, label, target, mask = sampler.batch(4)
+    assert data.shape == (4, 1, 96, 96) and data.dtype == np.float32 and abs(data).max() <= 1.0
+
+
+def shipped_or_skip():
+    folder = snet.bundled_model()
+    if not (folder / "snet.caffemodel").is_file():
+        pytest.skip("models/snet not trained yet")
+    return folder
+
+
+def test_shipped_model_is_self_describing():
+    folder = shipped_or_skip()
+    meta = json.loads((folder / "model.json").read_text())
+    assert meta["stride"] == snet.STRIDE and meta["face_range"] == list(snet.FACE_RANGE)
+    assert meta["channels"] == list(snet.CHANNELS) and "train_snet.py" in meta["command"]
+    assert meta["validation"]
+
+
+@pytest.mark.caffe
+def test_snet_backends_agree(caffe):
+    """Our Caffe and stock OpenCV dnn give the same S-Net outputs and proposals."""
+    import skimage.data
+    folder = shipped_or_skip()
+    grey = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2GRAY)
+    a, b = snet.SNetNet(folder, "opencv"), snet.SNetNet(folder, "caffe")
+    for size in ((96, 96), (150, 131)):
+        blob = ((cv2.resize(grey, size[::-1]).astype(np.float32) - snet.MEAN) * snet.SCALE)[None, None]
+        outs = []
+        for net in (a, b):
+            net.net.setInput(blob)
+            outs.append(net.net.forward(["prob", "reg"]))
+        for x, y in zip(*outs):
+            np.testing.assert_allclose(x, y, atol=1e-4)
+    pa, pb = a.proposals(grey, 20), b.proposals(grey, 20)
+    assert len(pa) >= 1
+    np.testing.assert_allclose(pa, pb, atol=1e-3)
+
+
+def test_snet_finds_faces_across_sizes():
+    """The pyramid finds a face from the minimum size up to nearly the whole image."""
+    import skimage.data
+    folder = shipped_or_skip()
+    face = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2GRAY)[20:250, 130:330]
+    net = snet.SNetNet(folder)
+    for side in (24, 40, 70, 120, 200):
+        canvas = np.full((240, 240), 128, np.uint8)
+        small = cv2.resize(face, (side, int(side * 230 / 200)), interpolation=cv2.INTER_AREA)
+        y0, x0 = (240 - small.shape[0]) // 2, (240 - small.shape[1]) // 2
+        canvas[y0:y0 + small.shape[0], x0:x0 + small.shape[1]] = small
+        boxes = net.proposals(canvas, 20)
+        centre = (boxes[:, :2] + boxes[:, 2:4]) / 2
+        width = boxes[:, 2] - boxes[:, 0]
+        near = (np.abs(centre - 120).max(axis=1) < 0.25 * side + 4) & (width > 0.4 * side) \
+            & (width < 1.6 * side)
+        assert near.any(), (side, boxes)
+
+
+def test_missing_snet_files_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="snet.prototxt"):
+        snet.SNetNet(tmp_path)
+
+
+def test_make_detector_falls_back_to_the_classic_cascade(monkeypatch):
+    """proposals="snet" shares MTCNN's nets, and where S-Net's search finds nothing at all
+    the classic search (P-Net, R-Net, O-Net, with its own last resort) runs and decides."""
+    import skimage.data
+    shipped_or_skip()
+    from tcdcn.detect import Turned
+    from tcdcn.evaluation import make_detector
+    from tcdcn.inference import LandmarkModel
+    from tcdcn.mtcnn import MTCNNDetector
+    model = LandmarkModel(REPO / "models" / "tcdcn_5pt")
+    image = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)
+    fast = make_detector(model, "mtcnn")
+    classic = make_detector(model, "mtcnn", proposals="pnet")
+    assert isinstance(fast.last_resort, Turned) and fast.last_resort.last_resort is not None
+    assert classic.last_resort is not None and not isinstance(classic.last_resort, Turned)
+
+    def cascades(det):
+        found, stack = [], [det]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, MTCNNDetector):
+                found.append(node)
+            elif node is not None and hasattr(node, "__dict__"):
+                stack += [v for v in vars(node).values() if hasattr(v, "__dict__")]
+        return found
+    nets = {id(c.nets[2]) for c in cascades(fast)}
+    assert len(nets) == 1 and any(c.first_stage is not None for c in cascades(fast))
+    b_fast, s_fast = fast.oriented(image)
+    assert len(b_fast) == 1 and s_fast[0] > 0.95
+    monkeypatch.setattr(snet.SNetNet, "proposals", lambda self, grey, min_size: np.zeros((0, 5)))
+    b, s = fast.oriented(image)
+    b_classic, s_classic = classic.oriented(image)
+    np.testing.assert_allclose(b, b_classic)
+    np.testing.assert_allclose(s, s_classic)
+    with pytest.raises(ValueError, match="proposals"):
+        make_detector(model, "mtcnn", proposals="rnet")
+
+
+@pytest.mark.caffe
+@pytest.mark.slow
+def test_train_snet_resumes_and_writes_a_model(tmp_path, python_exe):
+    """tools/train_snet.py on a few synthetic labelled images: snapshots, a restart resumes
+    from the last one, and the written model loads in OpenCV with its model.json."""
+    rng = np.random.default_rng(0)
+    paths, rows = [], []
+    for i in range(3):
+        image = rng.integers(0, 255, (120, 160), dtype=np.uint8)
+        box = np.array([40.0, 30.0, 90.0, 80.0]) + i * 5
+        path = tmp_path / f"im{i}.png"
+        cv2.imwrite(str(path), image)
+        paths.append(str(path))
+        rows.append([i, 1, *box, 0.99, *((box[:2] + box[2:]) / 2 + FIVE * 50).ravel()])
+    np.savez(tmp_path / "labels.npz", rows=np.array(rows), images=np.array(paths))
+    cmd = [python_exe, REPO / "tools" / "train_snet.py", "--labels", tmp_path / "labels.npz",
+           "--run", tmp_path / "run", "--batch", "4", "--snapshot", "10"]
+    first = run(cmd + ["--iters", "20"])
+    assert first.returncode == 0, first.stderr
+    assert (tmp_path / "run" / "snet_iter_20.solverstate").is_file()
+    second = run(cmd + ["--iters", "30", "--out", tmp_path / "model"])
+    assert second.returncode == 0, second.stderr
+    assert "resumed from snet_iter_20.solverstate" in second.stdout
+    assert not (tmp_path / "run" / "snet_iter_20.solverstate").exists()
+    meta = json.loads((tmp_path / "model" / "model.json").read_text())
+    assert meta["iters"] == 30
+    net = snet.SNetNet(tmp_path / "model")
+    assert net.proposals(rng.integers(0, 255, (100, 100), dtype=np.uint8), 20,
+                         threshold=0.0).shape[1] == 5
+    broken = tmp_path / "bad.npz"
+    np.savez(broken, rows=np.array(rows), images=np.array([str(tmp_path / "gone.png")] * 3))
+    bad = run(cmd[:3] + [broken] + cmd[4:] + ["--iters", "5"])
+    assert bad.returncode != 0 and "gone.png" in bad.stderr + bad.stdout
