@@ -267,7 +267,9 @@ def test_haar_runs_upright_only(model_dir):
 def test_tilts_find_rolled_validation_faces_that_quarter_turns_miss():
     """MTFL training faces framed like AFLW's test images and rolled 40-60 degrees (MTCNN
     misses many faces rolled past 30): the default turns, with their 30-degree tilts, miss
-    far fewer than the quarter turns alone (deterministic: fixed faces, fixed seed)."""
+    far fewer than the quarter turns alone (deterministic: fixed faces, fixed seed). The
+    classic cascade's proposals: S-Net learnt rolls of up to 25 degrees, and some of these
+    faces are among its training faces."""
     from tcdcn.api import Detector
     from tcdcn.datasets import read_mtfl
     from tcdcn.evaluation import boxes_for, framed_faces
@@ -279,7 +281,8 @@ def test_tilts_find_rolled_validation_faces_that_quarter_turns_miss():
     assert len(rolled) > 150
     misses = {}
     for name, turns in (("quarter", (90, 180, 270)), ("default", "auto")):
-        found = boxes_for(rolled, "detector", Detector(turns=turns).detector, crops)
+        found = boxes_for(rolled, "detector", Detector(turns=turns, proposals="pnet").detector,
+                          crops)
         misses[name] = sum(b is None for b in found)
     assert misses["default"] + 5 < misses["quarter"], misses
 
@@ -317,11 +320,21 @@ def test_make_detector_builds_the_last_resort_on_the_same_nets(model_dir):
         return [m for a in ("detector", "turned_detector", "more_borders", "last_resort")
                 for m in cascades(getattr(node, a, None))] if node is not None else []
 
-    det = make_detector(model, "mtcnn")
+    det = make_detector(model, "mtcnn", proposals="pnet")
     last = cascades(det.last_resort)
     assert last and all(m.thresholds == tuple(mtcnn.LAST_RESORT) for m in last)
     assert last[0].nets is cascades(det.detector)[0].nets
     assert cascades(det.detector)[0].thresholds == mtcnn.THRESHOLDS
-    assert make_detector(model, "mtcnn", last_resort=None).last_resort is None
-    off = make_detector(model, "mtcnn", turns=())
+    assert make_detector(model, "mtcnn", proposals="pnet", last_resort=None).last_resort is None
+    off = make_detector(model, "mtcnn", proposals="pnet", turns=())
     assert off.turns == () and off.last_resort is not None
+    # the default (S-Net): where its search finds nothing, that whole classic search runs,
+    # on the same nets, its own last resort included; its turned searches look twice
+    fast = make_detector(model, "mtcnn")
+    assert isinstance(fast.last_resort, type(det)) and fast.last_resort.turns == det.turns
+    inner = cascades(fast.last_resort.last_resort)
+    assert inner and all(m.thresholds == tuple(mtcnn.LAST_RESORT) for m in inner)
+    assert inner[0].nets is cascades(fast.detector)[0].nets
+    assert cascades(fast.detector)[0].first_stage is not None
+    assert cascades(fast.detector)[0].recheck_below == mtcnn.RECHECK_BELOW
+    assert cascades(fast.turned_detector)[0].recheck_below == 1.0

@@ -78,6 +78,15 @@ def end_to_end_suite(args, det, astronaut) -> dict:
                                  min_face_40_images_with_a_face=found_40)
     print(f"  with Detector(min_face=40): {t_40 * 1e3:.2f} ms per image (found in {found_40}): "
           f"ratio {t_40 / t_haar:.2f}")
+    # the classic cascade (P-Net + R-Net instead of S-Net), for comparison
+    classic = Detector(det.model.folder, batch=1, proposals="pnet")
+    t_classic = per_image(classic, images)
+    found_classic = sum(len(classic(im)) > 0 for im in images)
+    out["end_to_end_150"].update(classic_ms_per_image=t_classic * 1e3,
+                                 classic_ratio_to_haar=t_classic / t_haar,
+                                 classic_images_with_a_face=found_classic)
+    print(f"  with Detector(proposals='pnet') (the classic cascade): {t_classic * 1e3:.2f} ms "
+          f"per image (found in {found_classic}): ratio {t_classic / t_haar:.2f}")
     # 640 x 480, several faces: a 4 x 3 grid of 150 x 150 faces, shrunk to fit
     tiles = [cv2.resize(im, (160, 160)) for im in (images * 12)[:12]]
     photo = np.vstack([np.hstack(tiles[r * 4:(r + 1) * 4]) for r in range(3)])
@@ -85,9 +94,12 @@ def end_to_end_suite(args, det, astronaut) -> dict:
     t_photo_haar = timed(lambda: haar.detectMultiScale(cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY)),
                          args.repeats)
     n_photo = len(det(photo))
+    t_photo_classic = timed(lambda: classic(photo), args.repeats)
     out["end_to_end_640x480"] = {"faces_placed": 12, "faces_found": n_photo,
                                  "ms_per_image": t_photo * 1e3,
-                                 "stock_haar_ms_per_image": t_photo_haar * 1e3}
+                                 "stock_haar_ms_per_image": t_photo_haar * 1e3,
+                                 "classic_ms_per_image": t_photo_classic * 1e3,
+                                 "classic_faces_found": len(classic(photo))}
     print(f"end to end on a 640x480 photo of 12 faces: {t_photo * 1e3:.1f} ms ({n_photo} "
           f"found); stock Haar alone {t_photo_haar * 1e3:.1f} ms")
     # tracking: a face sliding across 320x240 frames; cost of the frames between detections

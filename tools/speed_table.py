@@ -59,9 +59,10 @@ def inference_rows(reports: list[dict]) -> list[str]:
 def end_to_end_rows(reports: list[dict]) -> list[str]:
     """Detector() end to end (bench_inference.py's end-to-end suite), one row per report."""
     out = ["| model | 150x150 AFLW images: ms per image (faces found) | stock Haar alone | ratio "
-           "| the same, min_face=40 | 640x480, 12 faces: ms (found) | stock Haar alone "
+           "| the same, min_face=40 | the same, classic cascade (proposals='pnet') "
+           "| 640x480, 12 faces: ms (found) | classic cascade | stock Haar alone "
            "| tracking: ms per face per frame |",
-           "|---|---|---|---|---|---|---|---|"]
+           "|---|---|---|---|---|---|---|---|---|---|"]
     for rep in reports:
         e, w, tr = rep.get("end_to_end_150"), rep.get("end_to_end_640x480"), rep.get("tracking")
         if not e:
@@ -72,8 +73,13 @@ def end_to_end_rows(reports: list[dict]) -> list[str]:
                    + (f"{e['min_face_40_ms_per_image']:.2f} ({e['min_face_40_images_with_a_face']}): "
                       f"{e['min_face_40_ratio_to_haar']:.2f}x | "
                       if "min_face_40_ms_per_image" in e else "— | ")
+                   + (f"{e['classic_ms_per_image']:.2f} ({e['classic_images_with_a_face']}): "
+                      f"{e['classic_ratio_to_haar']:.2f}x | "
+                      if "classic_ms_per_image" in e else "— | ")
                    + f"{w['ms_per_image']:.1f} ({w['faces_found']}) | "
-                   f"{w['stock_haar_ms_per_image']:.1f} | {tr['ms_per_face_per_frame']:.2f} |")
+                   + (f"{w['classic_ms_per_image']:.1f} ({w['classic_faces_found']}) | "
+                      if "classic_ms_per_image" in w else "— | ")
+                   + f"{w['stock_haar_ms_per_image']:.1f} | {tr['ms_per_face_per_frame']:.2f} |")
     return out
 
 

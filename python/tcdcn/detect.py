@@ -218,11 +218,12 @@ class Padded:
         best, top = None, -np.inf
         for pad in self.pads:
             padded, b = self._padded(image, pad)
+            told = {"border": b} if getattr(self.detector, "takes_border", False) else {}
             if points:
-                boxes, scores, pts = self.detector.raw_points(padded)
+                boxes, scores, pts = self.detector.raw_points(padded, **told)
                 pts = pts - b
             else:
-                (boxes, scores), pts = self.detector.raw(padded), None
+                (boxes, scores), pts = self.detector.raw(padded, **told), None
             found = float(np.max(scores)) if len(boxes) else -np.inf
             if best is None or found > top:
                 best, top = (boxes - b, scores, pts), found

@@ -138,7 +138,9 @@ def make_detector(model, name: str = "mtcnn", mtcnn_dir=None, pad=DETECT_PAD,
     from tcdcn.snet import SNetNet
     fast = copy.copy(base)   # the same O-Net, S-Net's proposals
     fast.first_stage = SNetNet(snet_dir, backend=base.backend)
-    return Turned(chain(pads[:1], fast), turns,
+    turned = copy.copy(fast)   # the turns compete on their scores: O-Net looks twice
+    turned.recheck_below = 1.0
+    return Turned(chain(pads[:1], fast), turns, turned_detector=chain(pads[:1], turned),
                   more_borders=chain(pads[1:], fast) if len(pads) > 1 else None,
                   last_resort=classic)
 
