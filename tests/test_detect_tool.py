@@ -178,3 +178,21 @@ def test_min_face(model_dir, media, tmp_path, python_exe):
     res = run([python_exe, REPO / "tools" / "detect.py", media / "photos" / "a.jpg",
                "--model", model_dir, "--out", tmp_path / "bad", "--min-face", "5"])
     assert res.returncode == 1 and "min_face must be" in res.stderr
+
+
+def test_proposals(model_dir, media, tmp_path, python_exe):
+    """--proposals: S-Net (default) and the classic cascade find her face in about the same
+    place (O-Net gives both boxes); another value is refused by the parser."""
+    boxes = {}
+    for name in ("snet", "pnet"):
+        out = tmp_path / name
+        res = run([python_exe, REPO / "tools" / "detect.py", media / "photos" / "a.jpg",
+                   "--model", model_dir, "--out", out, "--proposals", name])
+        assert res.returncode == 0, res.stderr
+        faces = json.loads((out / "faces.jsonl").read_text())["faces"]
+        assert len(faces) == 1
+        boxes[name] = np.array(faces[0]["box"])
+    assert np.abs(boxes["snet"] - boxes["pnet"]).max() < 10, boxes
+    res = run([python_exe, REPO / "tools" / "detect.py", media / "photos" / "a.jpg",
+               "--model", model_dir, "--out", tmp_path / "bad", "--proposals", "rnet"])
+    assert res.returncode == 2 and "--proposals" in res.stderr

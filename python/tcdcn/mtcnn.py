@@ -6,6 +6,9 @@ the same files can be passed instead.
 
 The models were trained from Matlab (column-major images): every input is fed transposed
 (x and y swapped), RGB, scaled as (pixel - 127.5) / 128.
+
+With a first_stage (tcdcn.snet.SNetNet, the default through evaluation.make_detector),
+S-Net's proposals replace P-Net and R-Net and O-Net runs on them as usual.
 """
 from __future__ import annotations
 
