@@ -159,8 +159,9 @@ def test_caffe_gtests_pass_on_cpu(build, gtest_list, suite):
         # upstream's TestForwardTranspose expects bit-equal outputs from two GEMM layouts;
         # OpenBLAS's threaded split made them differ in the last bit once (14.153828 vs
         # 14.153823, a CI run on a loaded machine): one BLAS thread keeps each layout's
-        # summation order fixed. (The layer itself is upstream's, untouched.)
-        env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+        # summation order fixed. (The layer itself is upstream's, untouched.) The oneMKL
+        # build did the same once on a loaded machine (MKL_NUM_THREADS was unset).
+        env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     check_gtest_run(run([build.gtest, f"--gtest_filter={pattern}:-*GPU*"], cwd=build.source_dir,
                         env=env))
 

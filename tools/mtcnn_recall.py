@@ -73,12 +73,7 @@ def main(argv=None) -> int:
                                   load_images, make_detector)
     from tcdcn.inference import LandmarkModel
     model = LandmarkModel(args.model)
-    sets = detector_validation_sets(args.root)
-    # S-Net (the default's first stage) learnt from some MTFL training images: leave them out
-    from tcdcn.snet import training_faces
-    learnt = {str(s.image) for s in training_faces(args.root)}
-    for name in sets:
-        sets[name] = [s for s in sets[name] if str(s.image) not in learnt]
+    sets = detector_validation_sets(args.root)   # without S-Net's training faces
     framed, rolled = "MTFL training, framed like AFLW (150x150)", "... and rolled +-60 degrees"
     if args.framed or args.rolled:
         from tcdcn.datasets import read_mtfl

@@ -7,7 +7,8 @@ faces).
   tools/turn_check.py --json benchmarks/turn_check.json [--faces 300] [--tiles 10]
 
 - Faces: every k-th face of 300-W (AFW + HELEN train) and of the non-frontal MTFL training
-  faces (the validation sets of tools/mtcnn_recall.py), each image turned by 0, 90, 180 and
+  faces that S-Net did not learn from (the validation sets of tools/mtcnn_recall.py:
+  evaluation.detector_validation_sets), each image turned by 0, 90, 180 and
   270 degrees (points turned with it), run end to end as Detector() runs them with the
   retry off and on: faces missed and NME (inter-ocular, found faces).
 - Scores: MTCNN's best score (with Detector()'s borders) on those faces turned, at the

@@ -49,7 +49,7 @@ def parse_args(argv):
                         "frame)")
     p.add_argument("--batch", type=int, default=64, help="images per batch")
     p.add_argument("--min-face", type=int, default=20, metavar="PX",
-                   help="smallest face searched, in pixels (default 20; 40 takes about 60%% of "
+                   help="smallest face searched, in pixels (default 20; 40 takes about 85%% of "
                         "the detection time on small photos)")
     p.add_argument("--pad", type=float, nargs="+", default=None, metavar="FRACTION",
                    help="border added before detection, as fractions of the longer side, "

@@ -148,15 +148,18 @@ def make_detector(model, name: str = "mtcnn", mtcnn_dir=None, pad=DETECT_PAD,
 def detector_validation_sets(root: Path) -> dict[str, list[Sample]]:
     """Faces outside the AFLW test set on which detector settings are chosen
     (tools/mtcnn_recall.py, tools/turn_check.py): 300-W AFW + HELEN train (68 points) and
-    the MTFL training faces whose pose label is not frontal."""
+    the MTFL training faces whose pose label is not frontal, less those S-Net, the
+    detector's first stage, learnt from (snet.training_faces)."""
     from tcdcn.datasets import read_mtfl
     from tcdcn.lmdb_build import load_samples
+    from tcdcn.snet import training_faces
     frontal = 2   # pose classes 0..4 (schemes.TASKS), 2 = frontal
     root = Path(root)
+    learnt = {str(s.image) for s in training_faces(root)}
     return {"300-W AFW + HELEN train": load_samples("300w", root, None)[0],
             "MTFL training, non-frontal": [
                 s for s in read_mtfl(root / "MTFL" / "training.txt", root / "MTFL")
-                if int(s.attributes[-1]) != frontal]}
+                if int(s.attributes[-1]) != frontal and str(s.image) not in learnt]}
 
 
 # How the AFLW test images (MTFL testing.txt) frame their faces: 150x150 crops in which the
