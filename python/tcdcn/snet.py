@@ -315,7 +315,7 @@ def bundled_model() -> Path:
 
 
 class SNetNet:
-    """S-Net through stock OpenCV dnn or this project's pycaffe: levels(grey, min_size)
+    """S-Net through stock OpenCV dnn or this project's pycaffe: proposals(grey, min_size)
     gives its proposals over a short pyramid (one level per factor LEVEL_STEP of face size)."""
 
     def __init__(self, folder: str | Path | None = None, backend: str = "opencv"):
