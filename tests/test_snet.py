@@ -57,7 +57,6 @@ def test_grid_matches_the_net(caffe, tmp_path):
         path.write_text(snet.net_text(False, size=(h, w)))
         net = caffe.Net(str(path), caffe.TEST)
         assert net.blobs["reg"].data.shape == (1, 13, snet.grid_size(h), snet.grid_size(w))
-    net = caffe.Net(str(tmp_path / "deploy.prototxt"), caffe.TEST)   # 16 x 16
     path.write_text(snet.net_text(False, size=(96, 96)))
     net = caffe.Net(str(path), caffe.TEST)
     for name in net.params:
@@ -86,7 +85,7 @@ def test_sampler_targets_follow_the_pixels(monkeypatch):
     pts = centre + FIVE * side
     for x, y in np.round(pts).astype(int):
         cv2.circle(image, (int(x), int(y)), 4, 255, -1)
-    rows = np.array([[0, 1, *box, 0.99, *pts.ravel()]])
+    rows = np.array([snet.label_row(0, 1, box, 0.99, pts)])
     sampler = snet.Sampler([image], rows, seed=1)
     checked = flipped = 0
     for _ in range(200):
@@ -116,7 +115,7 @@ def test_mosaics_keep_each_view_s_faces(monkeypatch):
     pts = (box[:2] + box[2:]) / 2 + FIVE * (box[2] - box[0])
     for x, y in np.round(pts).astype(int):
         cv2.circle(image, (int(x), int(y)), 4, 255, -1)
-    sampler = snet.Sampler([image], np.array([[0, 1, *box, 0.99, *pts.ravel()]]), seed=2)
+    sampler = snet.Sampler([image], np.array([snet.label_row(0, 1, box, 0.99, pts)]), seed=2)
     most = checked = 0
     for _ in range(100):
         out, label, target, _ = sampler.sample(96)
@@ -240,7 +239,7 @@ def test_train_snet_resumes_and_writes_a_model(tmp_path, python_exe):
         path = tmp_path / f"im{i}.png"
         cv2.imwrite(str(path), image)
         paths.append(str(path))
-        rows.append([i, 1, *box, 0.99, *((box[:2] + box[2:]) / 2 + FIVE * 50).ravel()])
+        rows.append(snet.label_row(i, 1, box, 0.99, (box[:2] + box[2:]) / 2 + FIVE * 50))
     np.savez(tmp_path / "labels.npz", rows=np.array(rows), images=np.array(paths))
     cmd = [python_exe, REPO / "tools" / "train_snet.py", "--labels", tmp_path / "labels.npz",
            "--run", tmp_path / "run", "--batch", "4", "--snapshot", "10"]
@@ -260,3 +259,23 @@ def test_train_snet_resumes_and_writes_a_model(tmp_path, python_exe):
     np.savez(broken, rows=np.array(rows), images=np.array([str(tmp_path / "gone.png")] * 3))
     bad = run(cmd[:3] + [broken] + cmd[4:] + ["--iters", "5"])
     assert bad.returncode != 0 and "gone.png" in bad.stderr + bad.stdout
+
+
+def test_validation_faces_are_never_training_faces():
+    """The detector validation sets' MTFL faces (framed, rolled) and S-Net's training faces
+    are disjoint and together all 10,000; asking for more than a pool holds is an error."""
+    if not (SHARED_DATA / "MTFL" / "training.txt").is_file():
+        pytest.skip("needs ../shared/data/MTFL")
+    from tcdcn.datasets import read_mtfl
+    train = read_mtfl(SHARED_DATA / "MTFL" / "training.txt", SHARED_DATA / "MTFL",
+                      check_images=False)
+    framed, rolled = snet.validation_faces(train)
+    learnt = snet.training_faces(SHARED_DATA)
+    keys = [{s.source for s in part} for part in (framed, rolled, learnt)]
+    assert [len(k) for k in keys] == [snet.FRAMED_POOL, snet.ROLLED_POOL, len(train) - snet.HELD_OUT]
+    assert not (keys[0] & keys[1]) and not ((keys[0] | keys[1]) & keys[2])
+    assert len(keys[0] | keys[1] | keys[2]) == len(train)
+    few, _ = snet.validation_faces(train, 8, 0)
+    assert {s.source for s in few} <= keys[0]
+    with pytest.raises(ValueError, match="at most"):
+        snet.validation_faces(train, snet.FRAMED_POOL + 1, 0)

@@ -67,7 +67,6 @@ def main(argv=None) -> int:
     import cv2
     cv2.setNumThreads(1)
     import tcdcn.mtcnn as mtcnn
-    import numpy as np
     from tcdcn.detect import DEFAULT_PADS, DEFAULT_TURNS, PAD_RETRY_BELOW
     from tcdcn.evaluation import (boxes_for, detector_validation_sets, framed_faces,
                                   load_images, make_detector)
@@ -77,13 +76,13 @@ def main(argv=None) -> int:
     framed, rolled = "MTFL training, framed like AFLW (150x150)", "... and rolled +-60 degrees"
     if args.framed or args.rolled:
         from tcdcn.datasets import read_mtfl
+        from tcdcn.snet import validation_faces
         train = read_mtfl(args.root / "MTFL" / "training.txt", args.root / "MTFL")
-        order = np.random.default_rng(0).permutation(len(train))
+        upright, turned = validation_faces(train, args.framed, args.rolled)
         if args.framed:
-            sets[framed] = [train[i] for i in sorted(order[:args.framed])]
-        if args.rolled:   # other faces than the framed set's
-            pick = order[args.framed:args.framed + args.rolled]
-            sets[rolled] = [train[i] for i in sorted(pick)]
+            sets[framed] = upright
+        if args.rolled:   # other faces than the framed set's, never S-Net's
+            sets[rolled] = turned
     counts = {24: 0, 48: 0}
     real = mtcnn._crops
 

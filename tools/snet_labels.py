@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     from tcdcn.api import load_image
     from tcdcn.detect import Padded, iou_matrix
     from tcdcn.mtcnn import MTCNNDetector
-    from tcdcn.snet import training_faces
+    from tcdcn.snet import label_row, training_faces
     samples = training_faces(args.root)
     det = Padded(MTCNNDetector(min_size=12), 0.25)
     parts = []
@@ -40,19 +40,19 @@ def main(argv=None) -> int:
         parts.append(part)
         if part.exists():
             continue
-        rows = []   # image index, kind (1 face, 0 ignore), box (4), score, points (5 x, y pairs)
+        rows = []   # snet.label_row
         for i in range(start, min(start + args.chunk, len(samples))):
             s = samples[i]
             image = load_image(s.image)
             boxes, scores, pts = det.raw_points(image)
             for b, sc, pt in zip(boxes, scores, pts):
-                rows.append([i, 1, *b, sc, *pt.ravel()])
+                rows.append(label_row(i, 1, b, sc, pt))
             gt = np.asarray(s.landmarks)
             lo, hi = gt.min(axis=0), gt.max(axis=0)
             c, side = (lo + hi) / 2, 2.2 * float((hi - lo).max())
             g = np.array([c[0] - side / 2, c[1] - side / 2, c[0] + side / 2, c[1] + side / 2])
             if not len(boxes) or iou_matrix(g, boxes).max() < 0.3:
-                rows.append([i, 0, *g, 0.0, *np.zeros(10)])
+                rows.append(label_row(i, 0, g, 0.0, np.zeros(10)))
         tmp = part.with_name(part.name + ".tmp.npz")
         np.savez(tmp, rows=np.asarray(rows, dtype=np.float64).reshape(-1, 17))
         tmp.replace(part)

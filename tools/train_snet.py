@@ -140,7 +140,7 @@ def write_model(args, weights: Path, out: Path) -> None:
             "training_faces": "MTFL training faces outside the detector validation sets "
                               f"(snet.HELD_OUT = {snet.HELD_OUT})",
             "command": "tools/train_snet.py " + " ".join(sys.argv[1:]), "commit": commit}
-    meta["validation"] = validate(out, getattr(args, "root", None), getattr(args, "val", 1000))
+    meta["validation"] = validate(out, args.root, args.val)
     tmp = out / "model.json.tmp"
     tmp.write_text(json.dumps(meta, indent=2) + "\n")
     tmp.replace(out / "model.json")
@@ -150,20 +150,19 @@ def write_model(args, weights: Path, out: Path) -> None:
 def validate(folder: Path, root, n: int) -> dict:
     """Proposal recall on the held-out MTFL faces of tools/mtcnn_recall.py's framed and
     rolled sets (n of each; none where the data is not at --root)."""
-    import numpy as np
     from tcdcn import snet
     from tcdcn.datasets import read_mtfl
     from tcdcn.evaluation import framed_faces
     listing = Path(root or "../shared/data") / "MTFL" / "training.txt"
     if n <= 0 or not listing.is_file():
         return {}
-    train = read_mtfl(listing, listing.parent)
-    order = np.random.default_rng(0).permutation(len(train))
+    framed, rolled = snet.validation_faces(read_mtfl(listing, listing.parent),
+                                           min(n, snet.FRAMED_POOL), min(n, snet.ROLLED_POOL))
     net = snet.SNetNet(folder)
     out = {}
-    for name, pick, roll in (("framed like AFLW", order[:min(n, 4000)], 0.0),
-                             ("framed and rolled +-60 degrees", order[4000:4000 + min(n, 2000)], 60.0)):
-        samples, images = framed_faces([train[i] for i in sorted(pick)], max_roll=roll)
+    for name, faces, roll in (("framed like AFLW", framed, 0.0),
+                              ("framed and rolled +-60 degrees", rolled, 60.0)):
+        samples, images = framed_faces(faces, max_roll=roll)
         out[name] = snet.proposal_recall(net, samples, images)
         print(f"{name}: {out[name]}", flush=True)
     return out

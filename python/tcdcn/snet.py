@@ -23,18 +23,37 @@ from pathlib import Path
 
 import numpy as np
 
-# MTFL training faces kept out of S-Net's training: the framed and rolled validation sets of
-# tools/mtcnn_recall.py draw their faces from np.random.default_rng(0).permutation(10000)[:6000]
-HELD_OUT = 6000
+from tcdcn.schemes import FIVE_POINT
+
+# The MTFL training faces of the detector validation sets (tools/mtcnn_recall.py's framed and
+# rolled sets, tools/train_snet.py's validation) come from fixed slices of one permutation;
+# S-Net learns from the rest
+FRAMED_POOL, ROLLED_POOL = 4000, 2000
+HELD_OUT = FRAMED_POOL + ROLLED_POOL
+
+
+def _order(n: int) -> np.ndarray:
+    return np.random.default_rng(0).permutation(n)
+
+
+def validation_faces(train: list, framed: int = FRAMED_POOL, rolled: int = ROLLED_POOL):
+    """The MTFL training faces (`train`: training.txt as read) that the detector validation
+    sets frame: `framed` of the FRAMED_POOL faces kept for framing upright, `rolled` of the
+    ROLLED_POOL kept for framing rolled; S-Net learnt from none of them."""
+    if not (0 <= framed <= FRAMED_POOL and 0 <= rolled <= ROLLED_POOL):
+        raise ValueError(f"at most {FRAMED_POOL} framed and {ROLLED_POOL} rolled validation "
+                         f"faces, not {framed} and {rolled}")
+    order = _order(len(train))
+    return ([train[i] for i in sorted(order[:framed])],
+            [train[i] for i in sorted(order[FRAMED_POOL:FRAMED_POOL + rolled])])
 
 
 def training_faces(root: Path):
-    """The MTFL training faces S-Net learns from: those the detector validation sets of
-    tools/mtcnn_recall.py (framed, rolled) do not use."""
+    """The MTFL training faces S-Net learns from: those validation_faces() never uses."""
     from tcdcn.datasets import read_mtfl
     train = read_mtfl(Path(root) / "MTFL" / "training.txt", Path(root) / "MTFL")
-    order = np.random.default_rng(0).permutation(len(train))
-    return [train[i] for i in sorted(order[HELD_OUT:])]
+    return [train[i] for i in sorted(_order(len(train))[HELD_OUT:])]
+
 
 STRIDE = 8            # one output cell per 8x8 input pixels; cell j's centre is pixel 8j
 FACE_RANGE = (16.0, 48.0)   # face sides (px, in the net's input) a pyramid level answers for
@@ -165,8 +184,15 @@ def decode(prob: np.ndarray, reg: np.ndarray, threshold: float):
 
 # ---- training samples -------------------------------------------------------------------
 
-FLIP = [1, 0, 2, 4, 3]   # the five points' order mirrored (eyes and mouth corners swap)
 POSITIVE = 0.95          # teacher faces scoring below this are neither face nor background
+
+
+def label_row(image: int, kind: int, box, score: float, points) -> list[float]:
+    """One teacher label (tools/snet_labels.py), the layout Sampler reads: image index, kind
+    (1 a face, 0 a region to ignore), box (left, top, right, bottom), score, five points."""
+    return [image, kind, *np.asarray(box, np.float64)[:4], score,
+            *np.asarray(points, np.float64).reshape(10)]
+
 MOSAIC = 0.3             # training inputs made of 2 x 2 or 3 x 3 views
 
 
@@ -177,8 +203,9 @@ class Sampler:
     placed anywhere; or a random view of a whole image; 30% of the inputs are mosaics of
     2 x 2 or 3 x 3 such views (MOSAIC). Inputs are `size` pixels square
     unless batch() is given another size (small inputs teach the net the image edges of
-    the pyramid's small levels). Photometric jitter, blur, noise and
-    JPEG re-compression as in the landmark model's augmentation."""
+    the pyramid's small levels). Photometric jitter (_jitter: contrast, brightness and JPEG
+    re-compression wider than the landmark model's augment.photometric, plus gamma, blur
+    and noise)."""
 
     def __init__(self, images: list[np.ndarray], rows: np.ndarray, seed: int = 0,
                  size: int = 96):
@@ -261,7 +288,7 @@ class Sampler:
             return np.concatenate([c, cs[:, 2:3] * k], axis=1)
         pts = points @ full[:, :2].T + full[:, 2]
         if flip:
-            pts = pts[:, FLIP]
+            pts = pts[:, FIVE_POINT.flip_permutation()]
         return out, moved(faces), pts.reshape(-1, 5, 2), moved(ignore)
 
     def batch(self, count: int, size: int | None = None):
