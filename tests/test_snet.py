@@ -190,7 +190,8 @@ def test_missing_snet_files_are_named(tmp_path):
 
 def test_make_detector_falls_back_to_the_classic_cascade(monkeypatch):
     """proposals="snet" shares MTCNN's nets, and where S-Net's search finds nothing at all
-    the classic search (P-Net, R-Net, O-Net, with its own last resort) runs and decides."""
+    the classic search (P-Net, R-Net, O-Net, with its own last resort; upright) runs and
+    decides."""
     import skimage.data
     shipped_or_skip()
     from tcdcn.detect import Turned
@@ -201,7 +202,8 @@ def test_make_detector_falls_back_to_the_classic_cascade(monkeypatch):
     image = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)
     fast = make_detector(model, "mtcnn")
     classic = make_detector(model, "mtcnn", proposals="pnet")
-    assert isinstance(fast.last_resort, Turned) and fast.last_resort.last_resort is not None
+    assert isinstance(fast.last_resort.detectors[-1], Turned)
+    assert fast.last_resort.detectors[-1].last_resort is not None
     assert classic.last_resort is not None and not isinstance(classic.last_resort, Turned)
 
     def cascades(det):
@@ -211,19 +213,63 @@ def test_make_detector_falls_back_to_the_classic_cascade(monkeypatch):
             if isinstance(node, MTCNNDetector):
                 found.append(node)
             elif node is not None and hasattr(node, "__dict__"):
-                stack += [v for v in vars(node).values() if hasattr(v, "__dict__")]
+                for v in vars(node).values():
+                    stack += [x for x in (v if isinstance(v, tuple) else (v,))
+                              if hasattr(x, "__dict__")]
         return found
     nets = {id(c.nets[2]) for c in cascades(fast)}
     assert len(nets) == 1 and any(c.first_stage is not None for c in cascades(fast))
+    assert any(c.relook_above < 1 for c in cascades(fast))   # inside the fallback's tuple
     b_fast, s_fast = fast.oriented(image)
     assert len(b_fast) == 1 and s_fast[0] > 0.9
     monkeypatch.setattr(snet.SNetNet, "proposals", lambda self, grey, min_size: np.zeros((0, 5)))
     b, s = fast.oriented(image)
-    b_classic, s_classic = classic.oriented(image)
+    b_classic, s_classic = make_detector(model, "mtcnn", proposals="pnet", turns=()).oriented(image)
     np.testing.assert_allclose(b, b_classic)
     np.testing.assert_allclose(s, s_classic)
     with pytest.raises(ValueError, match="proposals"):
         make_detector(model, "mtcnn", proposals="rnet")
+
+
+def test_rejected_proposals_get_one_more_look():
+    """A proposal O-Net rejects (a box 1.6 times the face's side) is looked at once more, at
+    the box O-Net regressed from it, and the face is found; with the second look off, or
+    below mtcnn.RELOOK_ABOVE (a box that shows little of the face), it is not."""
+    import skimage.data
+    from tcdcn import mtcnn
+    image = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)
+    plain = mtcnn.MTCNNDetector()
+    face, score = plain.raw(image)
+    assert len(face) == 1 and score[0] > 0.99
+    left, top, right, bottom = face[0]
+    cx, cy, side = (left + right) / 2, (top + bottom) / 2, max(right - left, bottom - top)
+
+    class Stub:   # S-Net proposing one given box
+        def __init__(self, box):
+            self.box = box
+
+        def proposals(self, grey, min_size):
+            return np.array([self.box])
+
+    def found(dx: float, scale: float, relook: float):
+        det = mtcnn.MTCNNDetector()
+        h = side * scale / 2
+        det.first_stage = Stub([cx + dx * side - h, cy - h, cx + dx * side + h, cy + h, 0.9])
+        det.relook_above = relook
+        first = det.nets[2]
+        first.setInput(mtcnn._crops(image, np.array([det.first_stage.box]), 48))
+        p_first = float(first.forward("prob1")[0, 1])
+        return p_first, det.raw(image)
+
+    assert mtcnn.MTCNNDetector().relook_above == 1.0   # off but where make_detector says
+    p_first, (boxes, scores) = found(0.0, 1.6, mtcnn.RELOOK_ABOVE)
+    assert mtcnn.RELOOK_ABOVE < p_first <= mtcnn.THRESHOLDS[2]   # rejected at first
+    assert len(boxes) == 1 and scores[0] > 0.9
+    from tcdcn.detect import iou
+    assert iou(boxes[0], face[0]) > 0.6
+    assert len(found(0.0, 1.6, 1.0)[1][0]) == 0                   # no second look: missed
+    p_first, (boxes, _) = found(0.3, 0.6, mtcnn.RELOOK_ABOVE)
+    assert p_first <= mtcnn.RELOOK_ABOVE and len(boxes) == 0     # too doubtful to look again
 
 
 @pytest.mark.caffe

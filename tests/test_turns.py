@@ -328,11 +328,20 @@ def test_make_detector_builds_the_last_resort_on_the_same_nets(model_dir):
     assert make_detector(model, "mtcnn", proposals="pnet", last_resort=None).last_resort is None
     off = make_detector(model, "mtcnn", proposals="pnet", turns=())
     assert off.turns == () and off.last_resort is not None
-    # the default (S-Net): where its search finds nothing, that whole classic search runs,
-    # on the same nets, its own last resort included; its turned searches look twice
+    # the default (S-Net): where its search finds nothing, the classic search runs upright
+    # (S-Net searched the turns) with every border, on the same nets, its own last resort
+    # included; its turned searches look twice
+    # (first S-Net once more, upright, with a second look at what O-Net rejects)
     fast = make_detector(model, "mtcnn")
-    assert isinstance(fast.last_resort, type(det)) and fast.last_resort.turns == det.turns
-    inner = cascades(fast.last_resort.last_resort)
+    again, classic = fast.last_resort.detectors
+    assert [c.relook_above for c in cascades(again)] == [mtcnn.RELOOK_ABOVE]
+    assert cascades(again)[0].first_stage is not None and again.pads == fast.detector.pads + \
+        fast.more_borders.pads
+    assert isinstance(classic, type(det)) and classic.turns == ()
+    assert classic.more_borders is not None
+    assert cascades(classic.detector)[0].first_stage is None
+    assert all(c.relook_above == 1.0 for c in cascades(fast.detector) + cascades(classic))
+    inner = cascades(classic.last_resort)
     assert inner and all(m.thresholds == tuple(mtcnn.LAST_RESORT) for m in inner)
     assert inner[0].nets is cascades(fast.detector)[0].nets
     assert cascades(fast.detector)[0].first_stage is not None

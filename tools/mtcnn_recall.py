@@ -157,6 +157,8 @@ def configure(detector, setting: dict) -> None:
             node.retry_below = setting["retry_below"]
         for attr in ("detector", "turned_detector", "more_borders", "last_resort"):
             walk(getattr(node, attr, None))
+        for inner in getattr(node, "detectors", ()):   # detect.FirstFound
+            walk(inner)
     walk(detector)
 
 

@@ -68,8 +68,10 @@ def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float = 0.3,
     "min" divides the intersection by the smaller box instead (MTCNN's last stage)."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     scores = np.asarray(scores, dtype=np.float64).ravel()
-    if len(boxes) == 0:
-        return np.zeros(0, dtype=int)
+    if len(boxes) <= 1:   # nothing to suppress (the common case of one face)
+        if mode not in ("union", "min"):
+            raise ValueError(f"mode must be 'union' or 'min', not {mode!r}")
+        return np.zeros(len(boxes), dtype=int)
     if mode == "union":
         rects = np.stack([boxes[:, 0], boxes[:, 1], boxes[:, 2] - boxes[:, 0],
                           boxes[:, 3] - boxes[:, 1]], axis=1)
@@ -253,6 +255,22 @@ class FromPoints:
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.raw(image)
+
+
+class FirstFound:
+    """Detectors run in turn on the image; the first that finds a face gives the result
+    (boxes come calibrated from each)."""
+
+    def __init__(self, *detectors):
+        self.detectors = detectors
+        self.calibration = Calibration()
+
+    def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        for detector in self.detectors:
+            boxes, scores = detector(image)
+            if len(boxes):
+                break
+        return boxes, scores
 
 
 # Turns (degrees clockwise) tried where the upright image has no face scoring at least

@@ -69,6 +69,15 @@ SNET_INSIDE_BORDER = True
 # otherwise send the image to the turns and the wider borders; make_detector's turned
 # searches look again at every face (1.0), as the turns compete on their scores. 0: off
 RECHECK_BELOW = 0.9
+# Where S-Net's whole search (borders, turns) found no face at all, it searches once more,
+# upright (evaluation.make_detector), and a proposal O-Net rejects with more than this gets
+# one more look at the box O-Net regressed from it (S-Net's box can be off by enough that
+# O-Net doubts a face it accepts when shown it better); only where that finds nothing
+# either does the classic cascade run, at 10-15 ms a search. Not in the first searches: a
+# sideways face seen upright would then end the search before the turns that show it
+# upright (tests/test_turns.py). Chosen on validation faces (scratch runs of the default
+# detector; misses, and images that needed the classic search): see make_detector
+RELOOK_ABOVE = 0.03
 
 
 def _nms(boxes: np.ndarray, threshold: float, mode: str = "union") -> np.ndarray:
@@ -202,6 +211,7 @@ class MTCNNDetector:
         # first_stage: where set (tcdcn.snet.SNetNet), its proposals replace P-Net and R-Net
         self.first_stage = None
         self.recheck_below = RECHECK_BELOW
+        self.relook_above = 1.0   # off; make_detector's last S-Net search: RELOOK_ABOVE
         self.lazy = tuple(LAZY if lazy is None else lazy)
         if len(self.lazy) != 2 or not all(0 < t <= 1 for t in self.lazy):
             raise ValueError(f"lazy must be two IoUs in (0, 1] (1: off), not {self.lazy}")
@@ -236,8 +246,10 @@ class MTCNNDetector:
         first = _nms(boxes, strict)
         outs = run(first)
         rejected = first[outs[0][:, 1] <= self.thresholds[k]]
-        rest = np.setdiff1d(np.arange(len(boxes)), first)
-        if len(rejected) and len(rest):
+        if len(rejected) and len(first) < len(boxes):
+            others = np.ones(len(boxes), bool)
+            others[first] = False
+            rest = np.nonzero(others)[0]
             near = iou_matrix(boxes[rest, :4], boxes[rejected, :4]).max(axis=1) > strict
             second = rest[near]
             if len(second):
@@ -260,10 +272,9 @@ class MTCNNDetector:
         learnt faces cut by the image edge; O-Net still crops from the bordered image)."""
         if self.first_stage is not None:   # S-Net: O-Net's few crops come from the 8-bit image
             from tcdcn.inference import to_grey
-            grey = to_grey(grey_or_bgr)
             b = border if SNET_INSIDE_BORDER else 0
-            if b:
-                grey = grey[b:grey.shape[0] - b, b:grey.shape[1] - b]
+            h, w = grey_or_bgr.shape[:2]
+            grey = to_grey(grey_or_bgr[b:h - b, b:w - b])   # the border's pixels unconverted
             boxes = self.first_stage.proposals(grey, self.min_size)
             boxes[:, :4] += b
             img = _bgr(grey_or_bgr)
@@ -320,9 +331,20 @@ class MTCNNDetector:
     def _output(self, img: np.ndarray, boxes: np.ndarray):
         """Stage 3 (O-Net) on the proposals: raw_points' boxes, scores and points."""
         ran, (prob, reg, pts) = self._stage(2, img, boxes, ["prob1", "conv6-2", "conv6-3"])
-        keep = prob[:, 1] > self.thresholds[2]
-        keep &= np.abs(reg.reshape(len(reg), -1)).max(axis=1) <= self.max_regression
-        boxes, reg, pts = boxes[ran[keep]], reg[keep], pts[keep]
+        boxes = boxes[ran]
+        sane = np.abs(reg.reshape(len(reg), -1)).max(axis=1) <= self.max_regression
+        if self.first_stage is not None and self.relook_above < self.thresholds[2]:
+            # rejected S-Net proposals: O-Net looks once more, at the box it regressed
+            idx = np.nonzero(sane & (prob[:, 1] <= self.thresholds[2])
+                             & (prob[:, 1] > self.relook_above))[0]
+            if len(idx):
+                again = _square(_regress(boxes[idx], reg[idx]))
+                self.nets[2].setInput(_crops(img, again, 48))
+                p2, r2, q2 = self.nets[2].forward(["prob1", "conv6-2", "conv6-3"])
+                boxes[idx], prob[idx], reg[idx], pts[idx] = again, p2, r2, q2
+                sane[idx] = np.abs(r2.reshape(len(r2), -1)).max(axis=1) <= self.max_regression
+        keep = (prob[:, 1] > self.thresholds[2]) & sane
+        boxes, reg, pts = boxes[keep], reg[keep], pts[keep]
         if len(boxes) == 0:
             return np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2))
         boxes[:, 4] = prob[keep, 1]

@@ -167,18 +167,21 @@ def encode(faces: np.ndarray, points: np.ndarray, ignore: np.ndarray, shape: tup
     return label, target * mask, mask
 
 
-def decode(prob: np.ndarray, reg: np.ndarray, threshold: float):
+def decode(prob: np.ndarray, reg: np.ndarray, threshold: float, points: bool = True):
     """Faces from one level's outputs (prob: gh x gw, reg: 13 x gh x gw), in the level's
-    input pixels: square boxes (left, top, right, bottom), scores and points (N x 5 x 2)."""
+    input pixels: square boxes (left, top, right, bottom), scores and points (N x 5 x 2;
+    None unless `points`)."""
     ys, xs = np.nonzero(prob >= threshold)
     if not len(ys):
-        return np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2))
+        return np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2)) if points else None
     r = reg[:, ys, xs].astype(np.float64)
     cx = STRIDE * (xs + r[0])
     cy = STRIDE * (ys + r[1])
-    side = SIDE_REF * np.exp(np.clip(r[2], -3, 3))
-    boxes = np.stack([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2], axis=1)
-    pts = r[3:].T.reshape(-1, 5, 2) * side[:, None, None] + np.stack([cx, cy], 1)[:, None]
+    half = SIDE_REF / 2 * np.exp(np.clip(r[2], -3, 3))
+    boxes = np.stack([cx - half, cy - half, cx + half, cy + half], axis=1)
+    pts = None
+    if points:
+        pts = r[3:].T.reshape(-1, 5, 2) * (2 * half)[:, None, None] + np.stack([cx, cy], 1)[:, None]
     return boxes, prob[ys, xs].astype(np.float64), pts
 
 
@@ -399,7 +402,7 @@ class SNetNet:
             net.setInput(blob)
             prob, reg = net.forward(["prob", "reg"])
             for k, (sx, sy, _, (ox, oy)) in enumerate(group):
-                boxes, scores, _ = decode(prob[k, 0], reg[k], threshold)
+                boxes, scores, _ = decode(prob[k, 0], reg[k], threshold, points=False)
                 if len(boxes):
                     boxes = (boxes - np.array([ox, oy, ox, oy])) / np.array([sx, sy, sx, sy])
                     found.append(np.concatenate([boxes, scores[:, None]], axis=1))
