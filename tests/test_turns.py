@@ -307,6 +307,19 @@ def test_the_last_resort_runs_only_where_nothing_at_all_was_found():
         assert t.oriented(image)[1].tolist() == [0.5] and "last" not in calls
 
 
+def test_first_found_stops_at_the_first_detector_that_finds_a_face():
+    from tcdcn.detect import FirstFound
+    calls = []
+    detector = named_detector(calls)
+    image = np.zeros((20, 30), np.uint8)
+    chain = FirstFound(detector("a", None), detector("b", 0.8), detector("c", 0.99))
+    boxes, scores = chain(image)
+    assert calls == ["a", "b"] and scores.tolist() == [0.8] and len(boxes) == 1
+    calls.clear()
+    boxes, scores = FirstFound(detector("a", None), detector("b", None))(image)
+    assert calls == ["a", "b"] and len(boxes) == 0 and len(scores) == 0
+
+
 @pytest.mark.caffe
 def test_make_detector_builds_the_last_resort_on_the_same_nets(model_dir):
     from tcdcn import mtcnn

@@ -68,6 +68,20 @@ def end_to_end_suite(args, det, astronaut) -> dict:
         "images_with_a_face": found, "n_images": len(images)}}
     print(f"end to end on {source}: {t_e2e * 1e3:.2f} ms per image (a face found in {found} of "
           f"{len(images)}); stock Haar alone {t_haar * 1e3:.2f} ms: ratio {t_e2e / t_haar:.2f}")
+    # where the time goes: each image timed alone (median of 3), so that a few slow images
+    # (the turns, the classic search where S-Net finds no face) show apart from the rest
+    each = np.array([timed(lambda im=im: det(im), 3) for im in images]) * 1e3
+    slow = np.sort(each)[::-1][:max(1, len(each) // 100)]
+    out["end_to_end_150"].update({
+        "per_image_median_ms": float(np.median(each)),
+        "per_image_median_ratio_to_haar": float(np.median(each)) / (t_haar * 1e3),
+        "per_image_p99_ms": float(np.percentile(each, 99)),
+        "slowest_1pct_ms": [float(v) for v in slow],
+        "slowest_1pct_share_of_time": float(slow.sum() / each.sum())})
+    print(f"  each image alone: median {np.median(each):.2f} ms (ratio "
+          f"{np.median(each) / (t_haar * 1e3):.2f} to Haar's mean), 99th percentile "
+          f"{np.percentile(each, 99):.1f} ms; the slowest 1% ({len(slow)} images: "
+          f"{', '.join(f'{v:.1f}' for v in slow)} ms) take {slow.sum() / each.sum():.0%} of the time")
     from tcdcn.api import Detector
 
     def variant(key: str, label: str, **kwargs):
