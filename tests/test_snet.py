@@ -224,7 +224,8 @@ def test_make_detector_falls_back_to_the_classic_cascade(monkeypatch):
     assert len(b_fast) == 1 and s_fast[0] > 0.9
     monkeypatch.setattr(snet.SNetNet, "proposals", lambda self, grey, min_size: np.zeros((0, 5)))
     b, s = fast.oriented(image)
-    b_classic, s_classic = make_detector(model, "mtcnn", proposals="pnet", turns=()).oriented(image)
+    b_classic, s_classic = make_detector(model, "mtcnn", proposals="pnet",
+                                         turns=(90, 180, 270)).oriented(image)
     np.testing.assert_allclose(b, b_classic)
     np.testing.assert_allclose(s, s_classic)
     with pytest.raises(ValueError, match="proposals"):

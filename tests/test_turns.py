@@ -341,8 +341,8 @@ def test_make_detector_builds_the_last_resort_on_the_same_nets(model_dir):
     assert make_detector(model, "mtcnn", proposals="pnet", last_resort=None).last_resort is None
     off = make_detector(model, "mtcnn", proposals="pnet", turns=())
     assert off.turns == () and off.last_resort is not None
-    # the default (S-Net): where its search finds nothing, the classic search runs upright
-    # (S-Net searched the turns) with every border, on the same nets, its own last resort
+    # the default (S-Net): where its search finds nothing, the classic search runs with the
+    # quarter turns (not the tilts) and every border, on the same nets, its own last resort
     # included; its turned searches look twice
     # (first S-Net once more, upright, with a second look at what O-Net rejects)
     fast = make_detector(model, "mtcnn")
@@ -350,7 +350,7 @@ def test_make_detector_builds_the_last_resort_on_the_same_nets(model_dir):
     assert [c.relook_above for c in cascades(again)] == [mtcnn.RELOOK_ABOVE]
     assert cascades(again)[0].first_stage is not None and again.pads == fast.detector.pads + \
         fast.more_borders.pads
-    assert isinstance(classic, type(det)) and classic.turns == ()
+    assert isinstance(classic, type(det)) and classic.turns == (90, 180, 270)   # no tilts
     assert classic.more_borders is not None
     assert cascades(classic.detector)[0].first_stage is None
     assert all(c.relook_above == 1.0 for c in cascades(fast.detector) + cascades(classic))

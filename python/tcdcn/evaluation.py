@@ -22,7 +22,7 @@ import numpy as np
 from tcdcn.boxes import box_from_landmarks
 from tcdcn.datasets import DataError, Sample
 from tcdcn.detect import Calibration, FirstFound, HaarDetector, Padded, Turned, describe_pads, \
-    describe_turns, iou, oriented_boxes, pad_list, turn_list
+    describe_turns, iou, is_quarter, oriented_boxes, pad_list, turn_list
 from tcdcn.metrics import attribute_report, landmark_report
 from tcdcn.schemes import IBUG68_PUPILS, TASKS
 
@@ -84,8 +84,9 @@ def make_detector(model, name: str = "mtcnn", mtcnn_dir=None, pad=DETECT_PAD,
     (detect.Turned), and where nothing at all was found, once more with the cascade
     thresholds `last_resort` ("auto": mtcnn.LAST_RESORT; None: off).
     proposals (MTCNN only): "snet" runs S-Net (tcdcn.snet, models/snet) instead of P-Net
-    and R-Net, and the classic search (upright, every border, its last resort) only where
-    that found no face at all; "pnet" the classic cascade alone (with the turns).
+    and R-Net, and where that found no face at all S-Net once more with O-Net's second
+    look, then the classic search (the quarter turns, every border, its last resort);
+    "pnet" the classic cascade alone (with every turn).
     crop_from "points" (MTCNN only) places crops from the detector's five points through the
     model's box rule; "box" from its calibrated box; None: as model.json says (else "box")."""
     calib = Calibration(**model.meta.get("detector_calibration", {}).get(name, {}))
@@ -142,23 +143,24 @@ def make_detector(model, name: str = "mtcnn", mtcnn_dir=None, pad=DETECT_PAD,
     turned.recheck_below = 1.0
     # where S-Net's whole search (first border, turns, later borders) found no face at
     # all: S-Net once more, upright with every border, O-Net looking twice at what it
-    # rejects (mtcnn.RELOOK_ABOVE); where that finds nothing either, the classic cascade
-    # upright with every border, then its last resort. The classic search is not turned
-    # again: S-Net searched the turns. Chosen on validation faces (scratch runs, against
-    # the classic search turned and no second look; faces missed / images that needed the
-    # classic search): 2,000 rolled +-60 degrees 12 / 17 -> 12 / 13; 1,538 non-frontal MTFL
-    # framed like AFLW 3 / 9 -> 1 / 3; 1,000 upright framed 0 / 3 -> 0 / 2; 300-W 0 / 3 ->
-    # 0 / 0; the 221 face-free images of tools/turn_check.py: 5 false faces either way, and
-    # without the classic turns they cost about 130 instead of 200 ms each (the classic
-    # turns found no face more: rolled 10 misses either way with the second look
-    # everywhere). The second look in every search (not only here) would end the search
-    # on a sideways face seen upright before the turn that shows it upright
+    # rejects (mtcnn.RELOOK_ABOVE); where that finds nothing either, the classic search with
+    # the quarter turns only (not the tilts), the later borders and its last resort.
+    # Chosen on validation faces (scratch runs, against the classic search with every turn
+    # and no second look; faces missed / images that needed the classic search): 2,000
+    # rolled +-60 degrees 12 / 17 -> 12 / 13; 1,538 non-frontal MTFL framed like AFLW 3 / 9
+    # -> 1 / 3; 1,000 upright framed 0 / 3 -> 0 / 2; 300-W 0 / 3 -> 0 / 0. The classic
+    # tilts found no rolled face more (12 misses either way) and are the dearest searches
+    # on face-free images; without the classic quarter turns as well (tools/turn_check.py)
+    # 300-W faces turned 90 / 180 / 270 degrees were missed 9 / 5 / 15 times of 300
+    # instead of 8 / 3 / 14, non-frontal MTFL 14 / 7 / 12 instead of 12 / 5 / 8. The second
+    # look in every search (not only here) would end the search on a sideways face seen
+    # upright before the turn that shows it upright
     relook = copy.copy(fast)
     relook.relook_above = tcdcn.mtcnn.RELOOK_ABOVE
     fallback = FirstFound(
         chain(pads, relook),
-        Turned(chain(pads[:1]), (), more_borders=chain(pads[1:]) if len(pads) > 1 else None,
-               last_resort=last))
+        Turned(chain(pads[:1]), tuple(t for t in turn_list(turns) if is_quarter(t)),
+               more_borders=chain(pads[1:]) if len(pads) > 1 else None, last_resort=last))
     return Turned(chain(pads[:1], fast), turns, turned_detector=chain(pads[:1], turned),
                   more_borders=chain(pads[1:], fast) if len(pads) > 1 else None,
                   last_resort=fallback)
