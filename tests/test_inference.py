@@ -386,4 +386,18 @@ def test_mtcnn_recall_tool_on_a_few_validation_faces(tmp_path, python_exe):
         # the same borders, O-Net lazy: never more O-Net crops than the authors' cascade
         assert lazy["onet_crops_per_image"] <= authors["onet_crops_per_image"]
         assert authors["onet_crops_per_image"] > 0 and classic["rnet_crops_per_image"] > 0
+    # --only reruns a row and keeps the file's other rows as they were measured
+    key = "default (S-Net; classic search where it finds none)"
+    res = run([python_exe, REPO / "tools" / "mtcnn_recall.py", "--limit", "4", "--framed", "8",
+               "--rolled", "8", "--only", "default", "--json", out])
+    assert res.returncode == 0, res.stderr
+    again = json.loads(out.read_text())
+    assert again["reruns"][-1]["rows"] == [key]
+    for set_name, rows in again["sets"].items():
+        assert set(rows) == set(report["sets"][set_name])
+        assert all(rows[k] == v for k, v in report["sets"][set_name].items() if k != key)
+        assert rows[key]["faces"] == 4
+    res = run([python_exe, REPO / "tools" / "mtcnn_recall.py", "--only", "nonsense", "--json",
+               tmp_path / "x.json"])
+    assert res.returncode == 2 and "no such row" in res.stderr
 

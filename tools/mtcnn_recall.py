@@ -9,6 +9,7 @@ detect.DEFAULT_PADS / PAD_RETRY_BELOW, the tilts of detect.DEFAULT_TURNS and S-N
 proposals (snet.PROPOSAL_THRESHOLD, snet.MAX_PROPOSALS).
 
   tools/mtcnn_recall.py --json benchmarks/mtcnn_recall.json [--limit N] [--framed N] [--rolled N]
+                        [--only ROW ...]
 
 Sets: 300-W (AFW + HELEN train, ROOT/300W), the non-frontal MTFL training faces (pose
 label other than frontal) that S-Net did not learn from (tcdcn.snet.training_faces), N MTFL
@@ -62,7 +63,17 @@ def main(argv=None) -> int:
                    help="other MTFL training faces framed so and rolled within +-60 degrees "
                         "(0: none)")
     p.add_argument("--json", type=Path)
+    p.add_argument("--only", action="append", metavar="ROW", default=[],
+                   help="run only this row (a name from SETTINGS, e.g. 'default'; repeatable); "
+                        "with --json, the other rows of an existing file are kept as they "
+                        "were measured, and the rerun is recorded in its 'reruns'")
     args = p.parse_args(argv)
+    unknown = [name for name in args.only
+               if not any(key.startswith(name) for key in SETTINGS)]
+    if unknown:
+        p.error(f"--only {unknown[0]!r}: no such row (rows: {', '.join(SETTINGS)})")
+    settings = {k: v for k, v in SETTINGS.items()
+                if not args.only or any(k.startswith(name) for name in args.only)}
     os.environ.setdefault("GLOG_minloglevel", "2")
     import cv2
     cv2.setNumThreads(1)
@@ -107,7 +118,7 @@ def main(argv=None) -> int:
         else:
             _, colour = load_images(samples, True)
         rows = {}
-        for name, setting in SETTINGS.items():
+        for name, setting in settings.items():
             setting = dict(default, **(setting or {}))
             det = make_detector(model, "mtcnn", pad=setting["pads"], turns=setting["turns"],
                                 last_resort=setting["last_resort"],
@@ -131,6 +142,14 @@ def main(argv=None) -> int:
                   f"{r['rnet_crops_per_image']:.1f}, O-Net {r['onet_crops_per_image']:.1f} crops "
                   f"per image; {r['ms_per_image']:.1f} ms per image", flush=True)
         report["sets"][set_name] = rows
+    if args.json and args.only and args.json.is_file():   # a partial rerun: merge
+        old = json.loads(args.json.read_text())
+        for set_name, rows in report["sets"].items():
+            old["sets"].setdefault(set_name, {}).update(rows)
+        old.setdefault("reruns", []).append({"argv": report["argv"], "rows": list(settings),
+                                             "default": report["default"]})
+        old["default"] = report["default"]
+        report = old
     if args.json:
         tmp = args.json.with_name(args.json.name + ".tmp")
         tmp.write_text(json.dumps(report, indent=2) + "\n")
