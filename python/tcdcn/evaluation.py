@@ -145,16 +145,19 @@ def make_detector(model, name: str = "mtcnn", mtcnn_dir=None, pad=DETECT_PAD,
     # all: S-Net once more, upright with every border, O-Net looking twice at what it
     # rejects (mtcnn.RELOOK_ABOVE); where that finds nothing either, the classic search with
     # the quarter turns only (not the tilts), the later borders and its last resort.
-    # Chosen on validation faces (scratch runs, against the classic search with every turn
-    # and no second look; faces missed / images that needed the classic search): 2,000
-    # rolled +-60 degrees 12 / 17 -> 12 / 13; 1,538 non-frontal MTFL framed like AFLW 3 / 9
-    # -> 1 / 3; 1,000 upright framed 0 / 3 -> 0 / 2; 300-W 0 / 3 -> 0 / 0. The classic
-    # tilts found no rolled face more (12 misses either way) and are the dearest searches
-    # on face-free images; without the classic quarter turns as well (tools/turn_check.py)
-    # 300-W faces turned 90 / 180 / 270 degrees were missed 9 / 5 / 15 times of 300
-    # instead of 8 / 3 / 14, non-frontal MTFL 14 / 7 / 12 instead of 12 / 5 / 8. The second
-    # look in every search (not only here) would end the search on a sideways face seen
-    # upright before the turn that shows it upright
+    # Chosen on validation faces. Scratch runs of the second search with the classic search
+    # upright only, against the previous default (the classic search with every turn, no
+    # second search; faces missed / images that needed the classic search): 2,000 rolled
+    # +-60 degrees 12 / 17 -> 12 / 13; 1,538 non-frontal MTFL framed like AFLW 3 / 9 -> 1 / 3;
+    # 1,000 upright framed 0 / 3 -> 0 / 2; 300-W 0 / 3 -> 0 / 0. The classic tilts found no
+    # rolled face more and are the dearest searches on face-free images, but without the
+    # classic quarter turns too (tools/turn_check.py) 300-W faces turned 90 / 180 / 270
+    # degrees were missed 9 / 5 / 15 times of 300 instead of 8 / 3 / 14, non-frontal MTFL
+    # 14 / 7 / 12 instead of 12 / 5 / 8, so they stay (then 8 / 3 / 14 and 12 / 5 / 9;
+    # tools/mtcnn_recall.py: 0 / 1 / 0 / 11 of 300-W / non-frontal / framed / rolled
+    # missed, 0 / 1 / 0 / 12 before). The second look in every search (not only here)
+    # would end the search on a sideways face seen upright before the turn that shows it
+    # upright
     relook = copy.copy(fast)
     relook.relook_above = tcdcn.mtcnn.RELOOK_ABOVE
     fallback = FirstFound(
