@@ -84,9 +84,12 @@ def end_to_end_suite(args, det, astronaut) -> dict:
           f"{', '.join(f'{v:.1f}' for v in slow)} ms) take {slow.sum() / each.sum():.0%} of the time")
     from tcdcn.api import Detector
 
-    def variant(key: str, label: str, **kwargs):
-        """Detector() with other settings on the same images: its time, ratio and finds."""
+    def variant(key: str, label: str, retry_below: float | None = None, **kwargs):
+        """Detector() with other settings on the same images: its time, ratio and finds
+        (retry_below: the turns tried where the upright face scores under this)."""
         other = Detector(det.model.folder, batch=1, **kwargs)
+        if retry_below is not None:
+            other.detector.retry_below = retry_below
         t = per_image(other, images)
         found_other = sum(len(other(im)) > 0 for im in images)
         out["end_to_end_150"].update({f"{key}_ms_per_image": t * 1e3,
@@ -97,6 +100,9 @@ def end_to_end_suite(args, det, astronaut) -> dict:
         return other
     # a larger minimum face: a shorter pyramid
     variant("min_face_40", "min_face=40", min_face=40)
+    # the turns tried where the upright face scores under 0.98 instead of 0.9 (more turned
+    # faces found on validation, tools/turn_check.py): what it costs on upright photos
+    variant("turn_retry_098", "turns where upright scores < 0.98", retry_below=0.98)
     # the classic cascade (P-Net + R-Net instead of S-Net), for comparison
     classic = variant("classic", "proposals='pnet'", proposals="pnet")
     # 640 x 480, several faces: a 4 x 3 grid of 150 x 150 faces, shrunk to fit
