@@ -66,11 +66,11 @@ def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float = 0.3,
     the kept boxes, best score first. Boxes are (left, top, right, bottom) edges. "union"
     drops a box whose IoU with a kept one exceeds `threshold` (OpenCV's cv2.dnn.NMSBoxes);
     "min" divides the intersection by the smaller box instead (MTCNN's last stage)."""
+    if mode not in ("union", "min"):
+        raise ValueError(f"mode must be 'union' or 'min', not {mode!r}")
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     scores = np.asarray(scores, dtype=np.float64).ravel()
     if len(boxes) <= 1:   # nothing to suppress (the common case of one face)
-        if mode not in ("union", "min"):
-            raise ValueError(f"mode must be 'union' or 'min', not {mode!r}")
         return np.zeros(len(boxes), dtype=int)
     if mode == "union":
         rects = np.stack([boxes[:, 0], boxes[:, 1], boxes[:, 2] - boxes[:, 0],
@@ -78,8 +78,6 @@ def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float = 0.3,
         ranked = scores - scores.min() + 1.0   # OpenCV wants scores above a threshold >= 0
         keep = cv2.dnn.NMSBoxes(rects.tolist(), ranked.tolist(), 0.0, float(threshold))
         return np.asarray(keep, dtype=int).ravel()
-    if mode != "min":
-        raise ValueError(f"mode must be 'union' or 'min', not {mode!r}")
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     order = np.argsort(-scores, kind="stable")
     keep = []

@@ -78,6 +78,7 @@ RECHECK_BELOW = 0.9
 # upright (tests/test_turns.py). Chosen on validation faces (scratch runs of the default
 # detector; misses, and images that needed the classic search): see make_detector
 RELOOK_ABOVE = 0.03
+ONET_OUTPUTS = ["prob1", "conv6-2", "conv6-3"]   # face probability, box regression, points
 
 
 def _nms(boxes: np.ndarray, threshold: float, mode: str = "union") -> np.ndarray:
@@ -328,21 +329,30 @@ class MTCNNDetector:
         pick = _nms(boxes, self.nms[2])
         return _square(_regress(boxes[pick], reg[pick]))
 
+    def _sane(self, reg: np.ndarray) -> np.ndarray:
+        """Whether each O-Net box regression stays within max_regression box sides."""
+        return np.abs(reg.reshape(len(reg), -1)).max(axis=1) <= self.max_regression
+
+    def _onet(self, img: np.ndarray, boxes: np.ndarray):
+        """O-Net on the given (square) boxes: probabilities, regressions, points, and
+        whether each regression is sane."""
+        self.nets[2].setInput(_crops(img, boxes, 48))
+        prob, reg, pts = self.nets[2].forward(ONET_OUTPUTS)
+        return prob, reg, pts, self._sane(reg)
+
     def _output(self, img: np.ndarray, boxes: np.ndarray):
         """Stage 3 (O-Net) on the proposals: raw_points' boxes, scores and points."""
-        ran, (prob, reg, pts) = self._stage(2, img, boxes, ["prob1", "conv6-2", "conv6-3"])
+        ran, (prob, reg, pts) = self._stage(2, img, boxes, ONET_OUTPUTS)
         boxes = boxes[ran]
-        sane = np.abs(reg.reshape(len(reg), -1)).max(axis=1) <= self.max_regression
+        sane = self._sane(reg)
         if self.first_stage is not None and self.relook_above < self.thresholds[2]:
             # rejected S-Net proposals: O-Net looks once more, at the box it regressed
             idx = np.nonzero(sane & (prob[:, 1] <= self.thresholds[2])
                              & (prob[:, 1] > self.relook_above))[0]
             if len(idx):
                 again = _square(_regress(boxes[idx], reg[idx]))
-                self.nets[2].setInput(_crops(img, again, 48))
-                p2, r2, q2 = self.nets[2].forward(["prob1", "conv6-2", "conv6-3"])
+                p2, r2, q2, sane[idx] = self._onet(img, again)
                 boxes[idx], prob[idx], reg[idx], pts[idx] = again, p2, r2, q2
-                sane[idx] = np.abs(r2.reshape(len(r2), -1)).max(axis=1) <= self.max_regression
         keep = (prob[:, 1] > self.thresholds[2]) & sane
         boxes, reg, pts = boxes[keep], reg[keep], pts[keep]
         if len(boxes) == 0:
@@ -356,10 +366,8 @@ class MTCNNDetector:
             unsure = np.nonzero(boxes[:, 4] < self.recheck_below)[0]
             if len(unsure):
                 again = _square(boxes[unsure])
-                self.nets[2].setInput(_crops(img, again, 48))
-                prob2, reg2, pts2 = self.nets[2].forward(["prob1", "conv6-2", "conv6-3"])
-                better = (prob2[:, 1] > boxes[unsure, 4]) & (
-                    np.abs(reg2.reshape(len(reg2), -1)).max(axis=1) <= self.max_regression)
+                prob2, reg2, pts2, sane2 = self._onet(img, again)
+                better = (prob2[:, 1] > boxes[unsure, 4]) & sane2
                 if better.any():
                     idx, again = unsure[better], again[better]
                     again[:, 4] = prob2[better, 1]
