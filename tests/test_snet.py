@@ -183,6 +183,44 @@ def test_snet_finds_faces_across_sizes():
         assert near.any(), (side, boxes)
 
 
+def test_proposals_of_the_same_pixels_are_kept():
+    """The searches of one image with other borders and second looks show S-Net the same
+    pixels: proposals() gives the last image's proposals again without running the net, and
+    runs it for other pixels or other settings."""
+    import skimage.data
+    folder = shipped_or_skip()
+    grey = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2GRAY)[:300, 80:380]
+    net, fresh = snet.SNetNet(folder), snet.SNetNet(folder)
+    runs = []
+
+    class Counted:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def setInput(self, blob):
+            self.inner.setInput(blob)
+
+        def forward(self, names):
+            runs.append(1)
+            return self.inner.forward(names)
+    net.net, net.small_net = Counted(net.net), Counted(net.small_net)
+    first = net.proposals(grey, 20)
+    n = len(runs)
+    assert n >= 1 and len(first) >= 1
+    again = net.proposals(grey.copy(), 20)
+    assert len(runs) == n
+    np.testing.assert_array_equal(again, first)
+    again[:] = 0   # a caller's changes stay its own
+    np.testing.assert_array_equal(net.proposals(grey, 20), first)
+    assert len(runs) == n
+    for other, min_size, threshold in ((grey[::-1].copy(), 20, None), (grey, 40, None),
+                                       (grey, 20, 0.9)):
+        got = net.proposals(other, min_size, threshold)
+        assert len(runs) > n
+        n = len(runs)
+        np.testing.assert_array_equal(got, fresh.proposals(other, min_size, threshold))
+
+
 def test_missing_snet_files_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="snet.prototxt"):
         snet.SNetNet(tmp_path)
