@@ -262,6 +262,33 @@ def test_mtcnn_backends_agree(caffe):
     assert found >= len(images) - 1
 
 
+def test_mtcnn_opencv_nets_run_unfused_with_the_same_results():
+    """tcdcn.mtcnn loads MTCNN's nets with OpenCV's layer fusion off (faster with their
+    PReLUs): the classic cascade and the S-Net path find the same boxes, scores and points,
+    to the bit, as with OpenCV's default (fusion on)."""
+    import skimage.data
+    from tcdcn.mtcnn import MTCNNDetector
+    from tcdcn.snet import SNetNet
+    image = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)
+    ours, fused = MTCNNDetector(backend="opencv"), MTCNNDetector(backend="opencv")
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 3, 48, 48)).astype(np.float32)
+    for net in fused.nets:
+        net.enableFusion(True)
+    timings = []
+    for det in (ours, fused):   # the loaded nets differ in how they run, not in what
+        det.nets[2].setInput(x)
+        det.nets[2].forward(["prob1"])
+        timings.append(np.count_nonzero(det.nets[2].getPerfProfile()[1]))
+    assert timings[0] > timings[1]   # unfused: the PReLUs run as layers of their own
+    for snet in (False, True):
+        for det in (ours, fused):
+            det.first_stage = SNetNet() if snet else None
+        a, b = ours.raw_points(image), fused.raw_points(image)
+        assert len(a[0]) >= 1
+        for u, v in zip(a, b):
+            np.testing.assert_array_equal(u, v)
+
+
 def test_mtcnn_lazy_stages_find_the_same_faces_with_fewer_crops(monkeypatch):
     """The lazy R-Net / O-Net (mtcnn.LAZY) against the authors' cascade (every box through
     every stage): the same faces, boxes within a few pixels, and fewer crops evaluated; a

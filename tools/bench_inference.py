@@ -145,6 +145,40 @@ def end_to_end_suite(args, det, astronaut) -> dict:
     return out
 
 
+def mtcnn_fusion(args) -> dict:
+    """MTCNN's nets through OpenCV dnn as tcdcn.mtcnn loads them (layer fusion off) against
+    OpenCV's default (its convolutions fused with the PReLUs after them): ms per forward and
+    the ratio, on the shapes the default detector gives them (O-Net one crop, R-Net four,
+    P-Net the first level of a 150x150 image's classic search), and whether the outputs
+    agree to the bit."""
+    import cv2
+    import numpy as np
+    from tcdcn.mtcnn import MTCNNDetector, ONET_OUTPUTS
+    ours = MTCNNDetector(backend="opencv").nets
+    folder = Path(__file__).resolve().parent.parent / "models" / "mtcnn"
+    rng = np.random.default_rng(0)
+    out = {}
+    for i, name, shape, names in ((0, "pnet", (1, 3, 108, 108), ["prob1", "conv4-2"]),
+                                  (1, "rnet", (4, 3, 24, 24), ["prob1", "conv5-2"]),
+                                  (2, "onet", (1, 3, 48, 48), ONET_OUTPUTS)):
+        fused = cv2.dnn.readNetFromCaffe(str(folder / f"det{i + 1}.prototxt"),
+                                         str(folder / f"det{i + 1}.caffemodel"))
+        x = rng.uniform(-1, 1, shape).astype(np.float32)
+
+        def run(net):
+            net.setInput(x)
+            return net.forward(names)
+        same = all(np.array_equal(a, b) for a, b in zip(run(ours[i]), run(fused)))
+        t_ours = timed(lambda: [run(ours[i]) for _ in range(50)], args.repeats) / 50
+        t_fused = timed(lambda: [run(fused) for _ in range(50)], args.repeats) / 50
+        out[name] = {"shape": list(shape), "unfused_ms": t_ours * 1e3, "fused_ms": t_fused * 1e3,
+                     "ratio": t_ours / t_fused, "same_outputs": same}
+        print(f"MTCNN {name} {shape}: {t_ours * 1e3:.3f} ms unfused (as loaded) vs "
+              f"{t_fused * 1e3:.3f} ms fused (OpenCV's default): ratio {t_ours / t_fused:.2f}, "
+              f"outputs {'identical' if same else 'DIFFER'}")
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", type=Path, default=None)
@@ -201,6 +235,7 @@ def main(argv=None) -> int:
                   f"(ratio {many / base_many:.2f})")
     results["opencv_over_caffe_batch1"] = (results["opencv"]["batch1_ms_per_face"]
                                            / results["caffe"]["batch1_ms_per_face"])
+    results["mtcnn_unfused"] = mtcnn_fusion(args)
     import skimage.data
     image = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)
     det = Detector(model_dir, batch=1)
