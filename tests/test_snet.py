@@ -219,6 +219,33 @@ def test_proposals_of_the_same_pixels_are_kept():
         assert len(runs) > n
         n = len(runs)
         np.testing.assert_array_equal(got, fresh.proposals(other, min_size, threshold))
+    net.proposals(grey, 20)
+    n = len(runs)
+    net.forget()
+    net.proposals(grey, 20)
+    assert len(runs) > n
+
+
+def test_detector_forgets_the_proposals_between_images():
+    """make_detector's detector keeps S-Net's proposals within one image's search only: the
+    same image searched twice runs S-Net twice (a benchmark repeating an image measures
+    the search, not the kept proposals), and the faces are the same."""
+    import skimage.data
+    shipped_or_skip()
+    from tcdcn.evaluation import make_detector
+    from tcdcn.inference import LandmarkModel
+    det = make_detector(LandmarkModel(REPO / "models" / "tcdcn_5pt"), "mtcnn")
+    image = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)
+    net = det.detector.detector.detector.first_stage   # FromPoints(Padded(MTCNNDetector))
+    runs = []
+    real = net._proposals
+    net._proposals = lambda *a: runs.append(1) or real(*a)
+    first = det.oriented(image)
+    assert len(runs) == 1 and len(first[0]) == 1
+    second = det.oriented(image)
+    assert len(runs) == 2
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_missing_snet_files_are_named(tmp_path):

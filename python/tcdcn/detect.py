@@ -434,7 +434,7 @@ class Turned:
 
     def __init__(self, detector, turns="auto", min_score: float = TURN_MIN_SCORE,
                  turned_detector=None, retry_below: float = TURN_RETRY_BELOW,
-                 more_borders=None, last_resort=None):
+                 more_borders=None, last_resort=None, new_image=None):
         self.detector, self.turns, self.min_score = detector, turn_list(turns), min_score
         self.retry_below = retry_below
         self.turned_detector = turned_detector or detector
@@ -445,9 +445,14 @@ class Turned:
         # last_resort: a detector (upright) run only where everything else found no face
         # at all (the cascade with other thresholds: mtcnn.LAST_RESORT)
         self.last_resort = last_resort
+        # new_image: called with no arguments as each image's search begins (make_detector:
+        # S-Net forgets the proposals it kept for the last image's searches)
+        self.new_image = new_image
         self.calibration = Calibration()   # the wrapped detector's boxes come calibrated
 
     def oriented(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.new_image is not None:
+            self.new_image()
         boxes, scores = self.detector(image)
         upright = with_turn(boxes, 0), scores
         top = float(np.max(scores)) if len(boxes) else -np.inf

@@ -166,7 +166,7 @@ def make_detector(model, name: str = "mtcnn", mtcnn_dir=None, pad=DETECT_PAD,
                more_borders=chain(pads[1:]) if len(pads) > 1 else None, last_resort=last))
     return Turned(chain(pads[:1], fast), turns, turned_detector=chain(pads[:1], turned),
                   more_borders=chain(pads[1:], fast) if len(pads) > 1 else None,
-                  last_resort=fallback)
+                  last_resort=fallback, new_image=fast.first_stage.forget)
 
 
 def detector_validation_sets(root: Path) -> dict[str, list[Sample]]:

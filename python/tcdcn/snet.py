@@ -382,7 +382,8 @@ class SNetNet:
         max_proposals = MAX_PROPOSALS if max_proposals is None else max_proposals
         # the searches of one image with other borders or second looks (detect.Padded,
         # evaluation.make_detector's fallback) show S-Net the same pixels: the last image's
-        # proposals are kept and given again
+        # proposals are kept and given again, until forget() (make_detector's detector
+        # forgets them at the start of each image's search)
         key = (float(min_size), threshold, max_proposals, MIN_INPUT, PROPOSAL_NMS, FACE_RANGE)
         last = self._last
         if last is not None and last[0] == key and last[1].shape == grey.shape \
@@ -391,6 +392,10 @@ class SNetNet:
         boxes = self._proposals(grey, min_size, threshold, max_proposals)
         self._last = (key, grey.copy(), boxes.copy())
         return boxes
+
+    def forget(self) -> None:
+        """Drop the kept proposals (a new image's search begins)."""
+        self._last = None
 
     def _proposals(self, grey, min_size, threshold, max_proposals) -> np.ndarray:
         import cv2
