@@ -43,3 +43,23 @@ def test_crop_scale_zooms_about_the_box_centre():
     corner = np.array([[100.0, 50.0]])   # the box's top-left corner: the crop's edge at scale 1
     np.testing.assert_allclose(apply_matrix(m1, corner), [[-0.5, -0.5]], atol=1e-6)
     np.testing.assert_allclose(apply_matrix(m2, corner) + 0.5, [[4.0, 4.0]], atol=1e-6)
+
+
+def test_face_crop_resamples_only_the_region_it_reads():
+    """face_crop resamples only the part of the canonical region its crop reads (extent):
+    the same pixels and matrix as cutting the crop out of the whole region, for faces small
+    and large (the pre-shrink), inside and across the image's edges, at every crop scale."""
+    from tcdcn.augment import face_region, region_crop, square_crop, compose
+    rng = np.random.default_rng(1)
+    for trial in range(300):
+        h, w = (int(v) for v in rng.integers(20, 500, 2))
+        image = rng.integers(0, 256, (h, w), dtype=np.uint8)
+        side = rng.uniform(5, 1.5 * max(h, w))
+        cx, cy = rng.uniform(-0.3 * w, 1.3 * w), rng.uniform(-0.3 * h, 1.3 * h)
+        box = np.array([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2])
+        size, scale = int(rng.choice([40, 60])), float(rng.choice([0.9, 1.0, 1.25, 1.4]))
+        crop, m = face_crop(image, box, size, scale)
+        region, m1, c, s = face_region(image, *square_crop(box), size)   # the whole region
+        whole, m2 = region_crop(region, c, s, size, scale)
+        np.testing.assert_array_equal(crop, whole, err_msg=f"trial {trial}")
+        np.testing.assert_array_equal(m, compose(m2, m1))
