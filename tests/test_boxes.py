@@ -49,3 +49,17 @@ def test_rule_geometry_on_a_known_face():
     p68[30] = [20, 20]
     p68[48], p68[54] = [12, 30], [28, 30]
     np.testing.assert_allclose(five_points(p68), [[10, 10], [30, 10], [20, 20], [12, 30], [28, 30]])
+
+
+def test_boxes_of_many_faces_at_once_are_the_single_face_boxes():
+    """boxes_from_five_points (the detector's faces, all at once) gives box_from_landmarks'
+    numbers to the bit, for either scheme's rule, and no boxes for no faces."""
+    from tcdcn.boxes import IBUG68_BOX_RULE, boxes_from_five_points
+    rng = np.random.default_rng(0)
+    for rule in (MTFL_BOX_RULE, IBUG68_BOX_RULE, BoxRule(dx=0.3, dy=-0.2, k=3.0)):
+        for n in (1, 2, 7):
+            points = rng.normal(0, rng.uniform(1, 200), (n, 5, 2)) + rng.uniform(-100, 900, 2)
+            np.testing.assert_array_equal(
+                boxes_from_five_points(points, rule),
+                np.array([box_from_landmarks(p, rule) for p in points]))
+    assert boxes_from_five_points(np.zeros((0, 5, 2)), MTFL_BOX_RULE).shape == (0, 4)

@@ -246,10 +246,9 @@ class FromPoints:
         self.calibration = Calibration()
 
     def raw(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        from tcdcn.boxes import box_from_landmarks
+        from tcdcn.boxes import boxes_from_five_points
         _, scores, points = self.detector.raw_points(image)
-        boxes = np.array([box_from_landmarks(p, self.rule) for p in points]).reshape(-1, 4)
-        return boxes, scores
+        return boxes_from_five_points(points, self.rule), scores
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.raw(image)
