@@ -248,6 +248,27 @@ def test_detector_forgets_the_proposals_between_images():
         np.testing.assert_array_equal(a, b)
 
 
+def test_pyramid_levels_are_resampled_as_training_inputs(monkeypatch):
+    """The pyramid resamples a level as the sampler made training inputs of that scale:
+    bilinearly down to 1 / PRESHRINK (a 20 px minimum face's first level, 0.8), with area
+    averaging below it."""
+    folder = shipped_or_skip()
+    net = snet.SNetNet(folder)
+    calls = []
+    real = cv2.resize
+
+    def resize(image, dsize, *args, interpolation=None, **kwargs):
+        calls.append((dsize, interpolation))
+        return real(image, dsize, *args, interpolation=interpolation, **kwargs)
+    monkeypatch.setattr(cv2, "resize", resize)
+    net.proposals(np.full((150, 150), 128, np.uint8), 20)
+    assert calls == [((120, 120), cv2.INTER_LINEAR), ((40, 40), cv2.INTER_AREA)]
+    calls.clear()
+    net.forget()
+    net.proposals(np.full((150, 150), 128, np.uint8), 21)   # first level 0.76: area
+    assert calls[0][1] == cv2.INTER_AREA and 1 / snet.PRESHRINK == 0.8
+
+
 def test_missing_snet_files_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="snet.prototxt"):
         snet.SNetNet(tmp_path)

@@ -62,6 +62,9 @@ SIDE_REF = 28.0       # log-side targets are relative to this
 CHANNELS = (8, 16, 32, 32)
 N_REG = 13            # dx, dy, log side, five points (x, y) relative to the face centre / side
 MEAN, SCALE = 127.5, 1 / 128.0   # grey input: (pixel - 127.5) / 128
+# training inputs shown at a scale k under 1 / PRESHRINK are first shrunk with area
+# averaging to PRESHRINK * k, then warped bilinearly; the pyramid's levels follow the rule
+PRESHRINK = 1.25
 
 
 def _conv(name: str, bottom: str, n: int, stride: int = 1, dilation: int = 1,
@@ -269,7 +272,7 @@ class Sampler:
             centre = rng.uniform(0, 1, 2) * image.shape[1::-1]
             at = rng.uniform(0, n, 2)
         angle = float(rng.uniform(-25, 25)) if rng.random() < 0.6 else 0.0
-        pre = min(1.0, 1.25 * k)   # shrink with INTER_AREA first, as the pyramid does
+        pre = min(1.0, PRESHRINK * k)   # shrink with INTER_AREA first, as the pyramid does
         src = image if pre == 1.0 else cv2.resize(image, None, fx=pre, fy=pre,
                                                   interpolation=cv2.INTER_AREA)
         m = cv2.getRotationMatrix2D((float(centre[0] * pre), float(centre[1] * pre)), angle,
@@ -405,8 +408,12 @@ class SNetNet:
         levels = []   # (scale x, scale y, image, its offset in the padded input)
         while min(h, w) * scale >= FACE_RANGE[0]:
             hs, ws = max(int(round(h * scale)), 1), max(int(round(w * scale)), 1)
+            # resampled as training inputs of that scale were (Sampler.sample): bilinear down
+            # to 1 / PRESHRINK, area averaging below (the first level of a 20 px minimum
+            # face, 0.8, is bilinear: a third of INTER_AREA's time)
             im = grey if (hs, ws) == (h, w) else cv2.resize(
-                grey, (ws, hs), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+                grey, (ws, hs),
+                interpolation=cv2.INTER_AREA if PRESHRINK * scale < 1 else cv2.INTER_LINEAR)
             # a level smaller than MIN_INPUT is shown on a replicated border (as training
             # inputs show the edges of their images); all such levels run as one batch
             py, px = max(MIN_INPUT - hs, 0), max(MIN_INPUT - ws, 0)   # read at call time
