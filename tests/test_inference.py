@@ -289,6 +289,30 @@ def test_mtcnn_opencv_nets_run_unfused_with_the_same_results():
             np.testing.assert_array_equal(u, v)
 
 
+def test_mtcnn_crops_match_a_crop_by_crop_reference():
+    """mtcnn._crops (all crops converted at once) against the plain recipe, crop by crop:
+    resample the box to size x size (border 128, or 127.5 on the float input), RGB,
+    (v - 127.5) / 128, transposed to C x W x H for the Matlab-trained nets."""
+    from tcdcn.mtcnn import _crops
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)
+    boxes = np.array([[10.0, 5.0, 60.0, 55.0, 0.9], [-20.0, 40.0, 30.0, 95.0, 0.5],
+                      [70.3, 11.7, 118.9, 60.2, 0.7]])
+    for img, border in ((image, 128), ((image.astype(np.float32) - 127.5) / 128, 127.5)):
+        for size in (24, 48):
+            got = _crops(img, boxes, size)
+            assert got.shape == (3, 3, size, size) and got.dtype == np.float32
+            for i, (x1, y1, x2, y2, _) in enumerate(boxes):
+                sx, sy = size / (x2 - x1 + 1), size / (y2 - y1 + 1)
+                crop = cv2.warpAffine(img, np.array([[sx, 0, -x1 * sx], [0, sy, -y1 * sy]]),
+                                      (size, size), flags=cv2.INTER_LINEAR,
+                                      borderMode=cv2.BORDER_CONSTANT, borderValue=(border,) * 3)
+                if img.dtype == np.uint8:
+                    crop = (crop[..., ::-1].astype(np.float32) - 127.5) / 128
+                np.testing.assert_array_equal(got[i], crop.transpose(2, 1, 0))
+    assert _crops(image, np.zeros((0, 5)), 48).shape == (0, 3, 48, 48)
+
+
 def test_mtcnn_lazy_stages_find_the_same_faces_with_fewer_crops(monkeypatch):
     """The lazy R-Net / O-Net (mtcnn.LAZY) against the authors' cascade (every box through
     every stage): the same faces, boxes within a few pixels, and fewer crops evaluated; a

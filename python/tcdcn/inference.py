@@ -268,7 +268,7 @@ class LandmarkModel:
                 result = self.net.forward()
             for k in self.outputs:
                 outs.setdefault(k, []).append(np.array(result[k]).reshape(len(chunk), -1))
-        return {k: np.concatenate(v) for k, v in outs.items()}
+        return {k: v[0] if len(v) == 1 else np.concatenate(v) for k, v in outs.items()}
 
     def predict(self, image: np.ndarray, boxes: np.ndarray, scores=None,
                 refine: int = 0) -> list[Face]:

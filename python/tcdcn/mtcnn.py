@@ -114,19 +114,18 @@ def _crops(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
     `image` is the nets' input (MTCNNDetector._input), or an 8-bit BGR image whose crops are
     converted after resampling (cheaper where only a few crops are needed; the border is
     then 128 instead of 127.5, and values are rounded to whole levels before conversion)."""
-    out = np.zeros((len(boxes), 3, size, size), np.float32)
     raw = image.dtype == np.uint8
     border = (128,) * 3 if raw else (127.5,) * 3
+    crops = np.empty((len(boxes), size, size, 3), image.dtype)
     for i, (x1, y1, x2, y2) in enumerate(boxes[:, :4]):
         sx = size / max(x2 - x1 + 1, 1e-3)
         sy = size / max(y2 - y1 + 1, 1e-3)
         m = np.array([[sx, 0, -x1 * sx], [0, sy, -y1 * sy]])
-        crop = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_AREA,
-                              borderMode=cv2.BORDER_CONSTANT, borderValue=border)
-        if raw:
-            crop = (cv2.cvtColor(crop, cv2.COLOR_BGR2RGB).astype(np.float32) - 127.5) * 0.0078125
-        out[i] = crop.transpose(2, 1, 0)
-    return out
+        cv2.warpAffine(image, m, (size, size), dst=crops[i], flags=cv2.INTER_AREA,
+                       borderMode=cv2.BORDER_CONSTANT, borderValue=border)
+    if raw:   # all crops converted at once: BGR -> RGB, (v - 127.5) / 128
+        crops = (crops[..., ::-1].astype(np.float32) - 127.5) * 0.0078125
+    return np.ascontiguousarray(crops.transpose(0, 3, 2, 1), dtype=np.float32)
 
 
 def _points(boxes: np.ndarray, pts: np.ndarray) -> np.ndarray:
