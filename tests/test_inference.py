@@ -313,6 +313,39 @@ def test_mtcnn_crops_match_a_crop_by_crop_reference():
     assert _crops(image, np.zeros((0, 5)), 48).shape == (0, 3, 48, 48)
 
 
+def test_mtcnn_keeps_the_classic_stages_of_an_image_for_its_last_resort():
+    """The classic search keeps P-Net's candidates and R-Net's outputs per image: the same
+    image again (the last resort's other R-Net / O-Net bars, in a copy) runs neither net
+    and finds what a fresh detector finds; forget() and other pixels run them again; at
+    most KEEP_AT_MOST images are kept."""
+    import copy
+    import skimage.data
+    import tcdcn.mtcnn as mtcnn
+    image = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)[:300, 80:380]
+    det = mtcnn.MTCNNDetector()
+    runs = []
+    real = det._stages_1_2
+    det._stages_1_2 = lambda img: runs.append(1) or real(img)
+    first = det.raw_points(image)
+    assert len(runs) == 1 and len(first[0]) == 1
+    relaxed = copy.copy(det)
+    relaxed.thresholds = mtcnn.LAST_RESORT
+    for searcher, thresholds in ((det, mtcnn.THRESHOLDS), (relaxed, mtcnn.LAST_RESORT)):
+        got = searcher.raw_points(image)
+        fresh = mtcnn.MTCNNDetector(thresholds=thresholds).raw_points(image)
+        assert len(runs) == 1
+        for a, b in zip(got, fresh):
+            np.testing.assert_array_equal(a, b)
+    det.raw_points(image[::-1].copy())
+    assert len(runs) == 2
+    det.forget()
+    det.raw_points(image)
+    assert len(runs) == 3
+    for k in range(mtcnn.KEEP_AT_MOST + 3):
+        det.raw_points(image[k:])
+    assert len(det._kept) == mtcnn.KEEP_AT_MOST
+
+
 def test_mtcnn_lazy_stages_find_the_same_faces_with_fewer_crops(monkeypatch):
     """The lazy R-Net / O-Net (mtcnn.LAZY) against the authors' cascade (every box through
     every stage): the same faces, boxes within a few pixels, and fewer crops evaluated; a

@@ -133,7 +133,8 @@ def make_detector(model, name: str = "mtcnn", mtcnn_dir=None, pad=DETECT_PAD,
         relaxed.thresholds = tuple(float(t) for t in last_resort)
         last = chain(pads, relaxed)
     classic = Turned(chain(pads[:1]), turns,
-                     more_borders=chain(pads[1:]) if len(pads) > 1 else None, last_resort=last)
+                     more_borders=chain(pads[1:]) if len(pads) > 1 else None, last_resort=last,
+                     new_image=base.forget)
     if proposals == "pnet":
         return classic
     from tcdcn.snet import SNetNet
@@ -166,7 +167,8 @@ def make_detector(model, name: str = "mtcnn", mtcnn_dir=None, pad=DETECT_PAD,
                more_borders=chain(pads[1:]) if len(pads) > 1 else None, last_resort=last))
     return Turned(chain(pads[:1], fast), turns, turned_detector=chain(pads[:1], turned),
                   more_borders=chain(pads[1:], fast) if len(pads) > 1 else None,
-                  last_resort=fallback, new_image=fast.first_stage.forget)
+                  last_resort=fallback, new_image=lambda: (fast.first_stage.forget(),
+                                                           base.forget()))
 
 
 def detector_validation_sets(root: Path) -> dict[str, list[Sample]]:

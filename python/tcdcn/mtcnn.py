@@ -78,6 +78,9 @@ RECHECK_BELOW = 0.9
 # upright (tests/test_turns.py). Chosen on validation faces (scratch runs of the default
 # detector; misses, and images that needed the classic search): see make_detector
 RELOOK_ABOVE = 0.03
+# The classic search keeps P-Net's candidates and R-Net's outputs for at most this many
+# bordered or turned images (MTCNNDetector.forget clears them as each image's search begins)
+KEEP_AT_MOST = 8
 ONET_OUTPUTS = ["prob1", "conv6-2", "conv6-3"]   # face probability, box regression, points
 
 
@@ -221,6 +224,10 @@ class MTCNNDetector:
         self.lazy = tuple(LAZY if lazy is None else lazy)
         if len(self.lazy) != 2 or not all(0 < t <= 1 for t in self.lazy):
             raise ValueError(f"lazy must be two IoUs in (0, 1] (1: off), not {self.lazy}")
+        # P-Net's candidates and R-Net's outputs for the images searched since forget():
+        # the last resort (other R-Net / O-Net bars) searches the same bordered images as
+        # the classic search before it. Shared by copies (make_detector's variants)
+        self._kept: dict = {}
 
     @staticmethod
     def _input(grey_or_bgr: np.ndarray) -> np.ndarray:
@@ -291,9 +298,37 @@ class MTCNNDetector:
             return np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2))
         return self._output(img, boxes)
 
+    def forget(self) -> None:
+        """Drop the kept P-Net candidates and R-Net outputs (a new image's search begins)."""
+        self._kept.clear()
+
     def _proposals(self, img: np.ndarray) -> np.ndarray:
         """Stages 1 and 2 (P-Net over a pyramid, then R-Net) on the nets' input (_input):
-        square boxes (N x 5, the fifth value a score) for O-Net."""
+        square boxes (N x 5, the fifth value a score) for O-Net. The same image with the
+        same P-Net settings gives the kept candidates and R-Net outputs again (forget())."""
+        key = (img.shape, self.min_size, self.thresholds[0], self.nms[:2], self.max_candidates,
+               self.lazy[0], self.thresholds[1] if self.lazy[0] < 1 else None)
+        kept = self._kept.get(key)
+        if kept is not None and np.array_equal(kept[0], img):
+            boxes, ran, prob, reg = kept[1]
+        else:
+            boxes, ran, prob, reg = self._stages_1_2(img)
+            if len(self._kept) >= KEEP_AT_MOST:   # a few images' worth (borders, turns)
+                self._kept.pop(next(iter(self._kept)))
+            self._kept[key] = (img.copy(), (boxes, ran, prob, reg))
+        if len(boxes) == 0:
+            return np.zeros((0, 5))
+        keep = prob[:, 1] > self.thresholds[1]
+        boxes, reg = boxes[ran[keep]], reg[keep]
+        if len(boxes) == 0:
+            return np.zeros((0, 5))
+        boxes[:, 4] = prob[keep, 1]
+        pick = _nms(boxes, self.nms[2])
+        return _square(_regress(boxes[pick], reg[pick]))
+
+    def _stages_1_2(self, img: np.ndarray):
+        """P-Net's candidates (square boxes) and R-Net's outputs on them: (boxes, indices R-Net
+        ran on, probabilities, regressions)."""
         h, w = img.shape[:2]
         pnet = self.nets[0]
         # stage 1: P-Net over a pyramid
@@ -318,7 +353,7 @@ class MTCNNDetector:
             scale *= FACTOR
             minl *= FACTOR
         if not candidates:
-            return np.zeros((0, 5))
+            return np.zeros((0, 5)), None, None, None
         boxes = np.concatenate(candidates)
         boxes = boxes[_nms(boxes, self.nms[1])]
         if 0 < self.max_candidates < len(boxes):
@@ -326,13 +361,7 @@ class MTCNNDetector:
         boxes = np.concatenate([_square(_regress(boxes[:, :5], boxes[:, 5:9]))], axis=0)
         # stage 2: R-Net
         ran, (prob, reg) = self._stage(1, img, boxes, ["prob1", "conv5-2"])
-        keep = prob[:, 1] > self.thresholds[1]
-        boxes, reg = boxes[ran[keep]], reg[keep]
-        if len(boxes) == 0:
-            return np.zeros((0, 5))
-        boxes[:, 4] = prob[keep, 1]
-        pick = _nms(boxes, self.nms[2])
-        return _square(_regress(boxes[pick], reg[pick]))
+        return boxes, ran, prob, reg
 
     def _sane(self, reg: np.ndarray) -> np.ndarray:
         """Whether each O-Net box regression stays within max_regression box sides."""
