@@ -52,14 +52,20 @@ def test_rule_geometry_on_a_known_face():
 
 
 def test_boxes_of_many_faces_at_once_are_the_single_face_boxes():
-    """boxes_from_five_points (the detector's faces, all at once) gives box_from_landmarks'
-    numbers to the bit, for either scheme's rule, and no boxes for no faces."""
-    from tcdcn.boxes import IBUG68_BOX_RULE, boxes_from_five_points
+    """boxes_from_five_points (the detector's faces, all at once) gives each face the box of
+    the rule from its own reference point and scale (boxes.reference, face by face), for
+    either scheme's rule, and no boxes for no faces."""
+    from tcdcn.boxes import IBUG68_BOX_RULE, boxes_from_five_points, reference
     rng = np.random.default_rng(0)
     for rule in (MTFL_BOX_RULE, IBUG68_BOX_RULE, BoxRule(dx=0.3, dy=-0.2, k=3.0)):
         for n in (1, 2, 7):
             points = rng.normal(0, rng.uniform(1, 200), (n, 5, 2)) + rng.uniform(-100, 900, 2)
-            np.testing.assert_array_equal(
-                boxes_from_five_points(points, rule),
-                np.array([box_from_landmarks(p, rule) for p in points]))
+            expected = []
+            for p in points:
+                m, r = reference(p)
+                cx, cy = m + np.array([rule.dx, rule.dy]) * r
+                expected.append([cx - rule.k * r / 2, cy - rule.k * r / 2,
+                                 cx + rule.k * r / 2, cy + rule.k * r / 2])
+            np.testing.assert_allclose(boxes_from_five_points(points, rule), expected,
+                                       rtol=0, atol=1e-9)
     assert boxes_from_five_points(np.zeros((0, 5, 2)), MTFL_BOX_RULE).shape == (0, 4)

@@ -153,9 +153,9 @@ def mtcnn_fusion(args) -> dict:
     agree to the bit."""
     import cv2
     import numpy as np
-    from tcdcn.mtcnn import MTCNNDetector, ONET_OUTPUTS
+    from tcdcn.mtcnn import MTCNNDetector, ONET_OUTPUTS, bundled_models
     ours = MTCNNDetector(backend="opencv").nets
-    folder = Path(__file__).resolve().parent.parent / "models" / "mtcnn"
+    folder = bundled_models()
     rng = np.random.default_rng(0)
     out = {}
     for i, name, shape, names in ((0, "pnet", (1, 3, 108, 108), ["prob1", "conv4-2"]),

@@ -59,16 +59,19 @@ def compose(m2: np.ndarray, m1: np.ndarray) -> np.ndarray:
     return np.hstack([m2[:, :2] @ m1[:, :2], (m2[:, :2] @ m1[:, 2] + m2[:, 2])[:, None]])
 
 
-def face_region(image: np.ndarray, centre, side: float, size: int, extent: int | None = None
+def face_region(image: np.ndarray, centre, side: float, size: int,
+                crop_scale: float | None = None
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """The one crop path of training and inference, first step: a square region of
     CANONICAL_REGION box sides around the box, resampled so that the box is CANONICAL_BOX
     crop sizes wide. Faces more than twice that size are first shrunk with area averaging
     (a bilinear warp alone would alias). Returns (region, matrix from image pixels to
     region pixels, box centre and box side in region pixels); region_crop() then cuts the
-    net's input out of it, augmented or not. extent: only the region's first `extent` rows
-    and columns are resampled (what an unaugmented crop reads; face_crop): warpAffine
-    computes each output pixel from its own coordinates, so they are the same pixels."""
+    net's input out of it, augmented or not. crop_scale (face_crop): only the rows and
+    columns an unaugmented crop of that scale reads are resampled, the region's first ones
+    up to crop_scale / 2 box sides past its centre and the bilinear neighbour (a third of
+    the time at scale 1); warpAffine computes each output pixel from its own coordinates,
+    so they are the same pixels."""
     box_px = CANONICAL_BOX * size
     region_px = int(round(CANONICAL_REGION * box_px))
     pre = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
@@ -84,8 +87,11 @@ def face_region(image: np.ndarray, centre, side: float, size: int, extent: int |
         centre = apply_matrix(pre, centre[None])[0]
         side = side * float(scale.mean())
     m = crop_matrix(centre, side * CANONICAL_REGION, region_px)
-    region = warp(image, m, region_px if extent is None else min(extent, region_px))
     c = (region_px - 1) / 2.0
+    extent = region_px
+    if crop_scale is not None:
+        extent = min(region_px, int(math.ceil(c + crop_scale * box_px / 2.0)) + 2)
+    region = warp(image, m, extent)
     return region, compose(m, pre), np.array([c, c]), float(region_px / CANONICAL_REGION)
 
 
@@ -102,13 +108,7 @@ def face_crop(image: np.ndarray, box, size: int, scale: float = 1.0
     """The net's input for a face box, exactly as the validation LMDB holds it: (crop,
     matrix from image pixels to crop pixels)."""
     centre, side = square_crop(box)
-    # the crop reads the region within scale / 2 box sides of its centre (plus the bilinear
-    # neighbour): the rows and columns past that are not resampled (a third of the region's
-    # time at scale 1)
-    box_px = CANONICAL_BOX * size
-    region_px = int(round(CANONICAL_REGION * box_px))   # as face_region's
-    reach = (region_px - 1) / 2.0 + scale * box_px / 2.0
-    region, m1, c, s = face_region(image, centre, side, size, extent=int(math.ceil(reach)) + 2)
+    region, m1, c, s = face_region(image, centre, side, size, crop_scale=scale)
     crop, m2 = region_crop(region, c, s, size, scale)
     return crop, compose(m2, m1)
 

@@ -84,15 +84,13 @@ def reference(points: np.ndarray) -> tuple[np.ndarray, float]:
 def box_from_landmarks(points: np.ndarray, rule: BoxRule = None) -> np.ndarray:
     """(left, top, right, bottom) of the derived square box (the scheme's rule by default)."""
     rule = rule or rule_for(len(points))
-    m, r = reference(points)
-    centre = m + np.array([rule.dx, rule.dy]) * r
-    half = rule.k * r / 2.0
-    return np.array([centre[0] - half, centre[1] - half, centre[0] + half, centre[1] + half])
+    return boxes_from_five_points(five_points(np.asarray(points, dtype=np.float64)), rule)[0]
 
 
 def boxes_from_five_points(points: np.ndarray, rule: BoxRule) -> np.ndarray:
-    """box_from_landmarks for N faces' five points at once (N x 5 x 2 -> N x 4), the same
-    numbers: the detector's faces (detect.FromPoints)."""
+    """The rule's boxes for N faces' five points at once (N x 5 x 2 -> N x 4; the detector's
+    faces, detect.FromPoints): centred at the points' mean (reference) moved by (dx, dy) r,
+    k r wide, r the points' RMS distance from their mean."""
     p = np.asarray(points, dtype=np.float64).reshape(-1, 5, 2)
     m = p.mean(axis=1)
     r = np.sqrt(np.mean(np.sum((p - m[:, None]) ** 2, axis=2), axis=1))

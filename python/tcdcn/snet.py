@@ -379,8 +379,6 @@ class SNetNet:
                   max_proposals: int | None = None) -> np.ndarray:
         """Square boxes (N x 5: left, top, right, bottom, score) in image pixels, best first
         (threshold, max_proposals: PROPOSAL_THRESHOLD and MAX_PROPOSALS unless given)."""
-        import cv2
-        from tcdcn.detect import nms
         threshold = PROPOSAL_THRESHOLD if threshold is None else threshold
         max_proposals = MAX_PROPOSALS if max_proposals is None else max_proposals
         # the searches of one image with other borders or second looks (detect.Padded,
