@@ -140,7 +140,8 @@ GTEST_SUITES = [
 ]
 # The layers with fast CPU paths (caffe_patches/02xx-perf-*): their upstream suites run
 # above with the fast paths (the default) and here once more with upstream's loops.
-PATCHED_SUITES = ["ConvolutionLayerTest", "PoolingLayerTest", "NeuronLayerTest", "MVNLayerTest"]
+PATCHED_SUITES = ["ConvolutionLayerTest", "PoolingLayerTest", "NeuronLayerTest", "MVNLayerTest",
+                  "InnerProductLayerTest"]
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,9 @@ namespace caffe {
  *
  * Computation: the input patches of all N images are gathered into a buffer laid out
  * location-major (@f$ L \times K \times N @f$ with @f$ K = C k_h k_w @f$), so each
- * location is one GEMM @f$ (M \times K)(K \times N) @f$ over the whole batch.
+ * location is one GEMM @f$ (M \times K)(K \times N) @f$ over the whole batch, or, for
+ * batches of at most gemv_max_batch() images (fast_cpu.hpp: inference with oneMKL), one
+ * GEMV per image and location.
  */
 template <typename Dtype>
 class LocallyConnectedLayer : public Layer<Dtype> {

@@ -60,6 +60,31 @@ inline long& conv_chunk_cap_flag() {
 inline long conv_chunk_cap() { return conv_chunk_cap_flag(); }
 inline void set_conv_chunk_cap(long elements) { conv_chunk_cap_flag() = elements; }
 
+/// Forward passes of InnerProduct and LocallyConnected on at most this many images take
+/// one matrix-vector product (GEMV) per image instead of one matrix product (GEMM) for
+/// the batch. Inference runs such batches (a face and its mirror: 2), and oneMKL's GEMM
+/// is slow there on the AMD EPYC machines of this project (single thread, scratch
+/// benchmark of cblas_sgemm against cblas_sgemv calls: conv4's 80 x 256 by 256 x N,
+/// N = 2: 51 against 9 us; N = 8: 65 against 40; N = 12: 51 against 59; fc5's 2 x 320 by
+/// 320 x 256: 15 against 8), while OpenBLAS's GEMM is as fast as its GEMVs or faster
+/// (N = 2: 5 against 9 us). Default: 8 in builds linked with oneMKL (TCDCN_BLAS_MKL,
+/// CMakeLists.txt), 0 (GEMM always) with OpenBLAS; CAFFE_GEMV_MAX_BATCH overrides it
+/// (read once), set_gemv_max_batch() at run time (the gtests).
+inline int& gemv_max_batch_flag() {
+  static int n = [] {
+    const char* v = std::getenv("CAFFE_GEMV_MAX_BATCH");
+    if (v != NULL && *v != '\0') return std::atoi(v);
+#ifdef TCDCN_BLAS_MKL
+    return 8;
+#else
+    return 0;
+#endif
+  }();
+  return n;
+}
+inline int gemv_max_batch() { return gemv_max_batch_flag(); }
+inline void set_gemv_max_batch(int n) { gemv_max_batch_flag() = n; }
+
 /// Threads the fast paths may use (OMP_NUM_THREADS; 1 without OpenMP).
 inline int fast_cpu_threads() {
 #ifdef _OPENMP

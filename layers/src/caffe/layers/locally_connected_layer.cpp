@@ -2,6 +2,7 @@
 
 #include "caffe/filler.hpp"
 #include "caffe/layers/locally_connected_layer.hpp"
+#include "caffe/util/fast_cpu.hpp"
 #include "caffe/util/math_functions.hpp"
 
 namespace caffe {
@@ -72,6 +73,17 @@ static void lc_transpose_cpu(int num, int num_output, int locations,
       }
     }
   }
+}
+
+/// y = A x for a row-major M x K matrix and strided vectors (one image's column of the
+/// L x K x N patch buffer, and of the L x M x N output buffer).
+static inline void lc_gemv_strided(int M, int K, const float* A, const float* x, int incx,
+    float* y, int incy) {
+  cblas_sgemv(CblasRowMajor, CblasNoTrans, M, K, 1.f, A, K, x, incx, 0.f, y, incy);
+}
+static inline void lc_gemv_strided(int M, int K, const double* A, const double* x,
+    int incx, double* y, int incy) {
+  cblas_dgemv(CblasRowMajor, CblasNoTrans, M, K, 1., A, K, x, incx, 0., y, incy);
 }
 
 template <typename Dtype>
@@ -197,9 +209,15 @@ void LocallyConnectedLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& botto
   lc_im2col_cpu(bottom[0]->cpu_data(), N, channels_, height_, width_, kernel_h_,
       kernel_w_, stride_h_, stride_w_, pad_h_, pad_w_, height_out_, width_out_, col);
   for (int l = 0; l < locations_; ++l) {
-    caffe_cpu_gemm<Dtype>(CblasNoTrans, CblasNoTrans, M, N, K, Dtype(1),
-        weight + static_cast<size_t>(l) * M * K, col + static_cast<size_t>(l) * K * N,
-        Dtype(0), out + static_cast<size_t>(l) * M * N);
+    const Dtype* w = weight + static_cast<size_t>(l) * M * K;
+    const Dtype* c = col + static_cast<size_t>(l) * K * N;
+    Dtype* o = out + static_cast<size_t>(l) * M * N;
+    if (N <= gemv_max_batch()) {   // one GEMV per image (fast_cpu.hpp: oneMKL)
+      for (int n = 0; n < N; ++n) { lc_gemv_strided(M, K, w, c + n, N, o + n, N); }
+    } else {
+      caffe_cpu_gemm<Dtype>(CblasNoTrans, CblasNoTrans, M, N, K, Dtype(1), w, c,
+          Dtype(0), o);
+    }
   }
   Dtype* top_data = top[0]->mutable_cpu_data();
   lc_transpose_cpu(N, M, locations_, true, out, top_data);

@@ -14,6 +14,7 @@
 #include "caffe/common.hpp"
 #include "caffe/filler.hpp"
 #include "caffe/layers/conv_layer.hpp"
+#include "caffe/layers/inner_product_layer.hpp"
 #include "caffe/layers/mvn_layer.hpp"
 #include "caffe/layers/pooling_layer.hpp"
 #include "caffe/layers/relu_layer.hpp"
@@ -35,11 +36,13 @@ class FastCpuPathsTest : public CPUDeviceTest<Dtype> {
   virtual void TearDown() {
     set_fast_cpu_enabled(true);
     set_conv_chunk_cap(1L << 20);
+    set_gemv_max_batch(saved_gemv_max_batch_);
 #ifdef _OPENMP
     omp_set_num_threads(saved_threads_);
 #endif
   }
   virtual void SetUp() {
+    saved_gemv_max_batch_ = gemv_max_batch();
 #ifdef _OPENMP
     saved_threads_ = omp_get_max_threads();
 #endif
@@ -115,6 +118,7 @@ class FastCpuPathsTest : public CPUDeviceTest<Dtype> {
   }
 
   int saved_threads_;
+  int saved_gemv_max_batch_;
 };
 
 TYPED_TEST_CASE(FastCpuPathsTest, TestDtypes);
@@ -219,6 +223,35 @@ TYPED_TEST(FastCpuPathsTest, ConvolutionFallsBackAboveTheCap) {
   // One image needs more than the cap: upstream's per-image path runs (same results).
   set_conv_chunk_cap(10);
   this->ExpectSame(ConvParam(4, 3, 1, 1, 1, true), Shape(3, 2, 6, 6));
+}
+
+static LayerParameter InnerProductParam(int out, bool bias, bool transpose) {
+  LayerParameter param;
+  param.set_type("InnerProduct");
+  InnerProductParameter* ip = param.mutable_inner_product_param();
+  ip->set_num_output(out);
+  ip->set_bias_term(bias);
+  ip->set_transpose(transpose);
+  ip->mutable_weight_filler()->set_type("gaussian");
+  ip->mutable_weight_filler()->set_std(0.5);
+  ip->mutable_bias_filler()->set_type("gaussian");
+  ip->mutable_bias_filler()->set_std(0.5);
+  return param;
+}
+
+TYPED_TEST(FastCpuPathsTest, InnerProductSmallBatchesTakeGemvs) {
+  // Batches up to the limit take one GEMV per row, larger ones upstream's GEMM: both
+  // sides of the limit, with and without bias and transpose, against upstream.
+  set_gemv_max_batch(4);
+  const int batches[] = {1, 2, 4, 5};
+  for (int b = 0; b < 4; ++b) {
+    for (int bias = 0; bias <= 1; ++bias) {
+      for (int transpose = 0; transpose <= 1; ++transpose) {
+        this->ExpectSame(InnerProductParam(7, bias, transpose), Shape(batches[b], 3, 2, 5));
+      }
+    }
+    this->ExpectSame(InnerProductParam(256, true, false), Shape(batches[b], 80, 2, 2));
+  }
 }
 
 }  // namespace caffe

@@ -7,6 +7,7 @@
 #include "caffe/filler.hpp"
 #include "caffe/layers/conv_layer.hpp"
 #include "caffe/layers/locally_connected_layer.hpp"
+#include "caffe/util/fast_cpu.hpp"
 
 #include "caffe/test/test_caffe_main.hpp"
 #include "caffe/test/test_gradient_check_util.hpp"
@@ -126,6 +127,25 @@ TYPED_TEST(LocallyConnectedLayerTest, TestSetUp) {
 
 TYPED_TEST(LocallyConnectedLayerTest, TestForward) {
   this->CheckAgainstReference(this->MakeParam(4, 3, 1, 0), 4, 3, 3, 1, 1, 0, 0);
+}
+
+TYPED_TEST(LocallyConnectedLayerTest, TestForwardGemvAndGemmBatches) {
+  // Batches up to gemv_max_batch() take one GEMV per image and location, larger ones
+  // one GEMM per location (fast_cpu.hpp): both, with padding and stride, against the
+  // reference.
+  const int saved = gemv_max_batch();
+  for (int limit = 0; limit <= 3; limit += 3) {
+    set_gemv_max_batch(limit);
+    for (int n = 1; n <= 5; ++n) {
+      this->blob_bottom_->Reshape(n, 3, 6, 5);
+      FillerParameter filler_param;
+      filler_param.set_std(1);
+      GaussianFiller<typename TypeParam::Dtype> filler(filler_param);
+      filler.Fill(this->blob_bottom_);
+      this->CheckAgainstReference(this->MakeParam(3, 3, 2, 1), 3, 3, 3, 2, 2, 1, 1);
+    }
+  }
+  set_gemv_max_batch(saved);
 }
 
 TYPED_TEST(LocallyConnectedLayerTest, TestForwardStridePad) {
