@@ -65,9 +65,9 @@ inline void set_conv_chunk_cap(long elements) { conv_chunk_cap_flag() = elements
 /// the batch. Inference runs such batches (a face and its mirror: 2), and oneMKL's GEMM
 /// is slow there on the AMD EPYC machines of this project (single thread, scratch
 /// benchmark of cblas_sgemm against cblas_sgemv calls: conv4's 80 x 256 by 256 x N,
-/// N = 2: 51 against 9 us; N = 8: 65 against 40; N = 12: 51 against 59; fc5's 2 x 320 by
-/// 320 x 256: 15 against 8), while OpenBLAS's GEMM is as fast as its GEMVs or faster
-/// (N = 2: 5 against 9 us). Default: 8 in builds linked with oneMKL (TCDCN_BLAS_MKL,
+/// N = 2: 51 against 9 us; N = 8: 65 against 40; N = 12: 51 against 59; fc5's GEMM, 2 x
+/// 320 by 320 x 256: 15 us, one row: 4 us), while OpenBLAS's GEMM is as fast as its GEMVs
+/// or faster (N = 2: 5 against 9 us). Default: 8 in builds linked with oneMKL (TCDCN_BLAS_MKL,
 /// CMakeLists.txt), 0 (GEMM always) with OpenBLAS; CAFFE_GEMV_MAX_BATCH overrides it
 /// (read once), set_gemv_max_batch() at run time (the gtests).
 inline int& gemv_max_batch_flag() {
