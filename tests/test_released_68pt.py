@@ -67,6 +67,33 @@ def test_validation_numbers_reproduce():
 
 @needs_model
 @pytest.mark.caffe
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED / "300W").is_dir(), reason="300-W not present")
+def test_remeasure_reproduces_the_released_numbers(tmp_path, python_exe):
+    """tools/release_model.py --remeasure on a copy of the model rebuilds the validation
+    split from model.json and measures every row again with this release's detectors: the
+    same faces found and missed, the same NME (up to float rounding), the same crop
+    placement; so the committed numbers are this code's, and the tool works."""
+    import shutil
+    copy = tmp_path / "tcdcn_68pt"
+    shutil.copytree(MODEL, copy)
+    r = run([python_exe, REPO / "tools" / "release_model.py", "--remeasure", copy,
+             "--root", SHARED])
+    assert r.returncode == 0, r.stderr[-2000:]
+    old = json.loads((MODEL / "model.json").read_text())
+    new = json.loads((copy / "model.json").read_text())
+    assert "--remeasure" in new["numbers_command"]
+    assert new["detector_crop"] == old["detector_crop"] and new["refine"] == old["refine"]
+    assert set(new["numbers"]) == set(old["numbers"])
+    for key, row in old["numbers"].items():
+        if not isinstance(row, dict):
+            continue
+        assert new["numbers"][key]["misses"] == row["misses"], key
+        assert abs(new["numbers"][key]["nme_mean"] - row["nme_mean"]) < 1e-3, key
+
+
+@needs_model
+@pytest.mark.caffe
 def test_opencv_backend_matches_caffe():
     import cv2
     from tcdcn.boxes import box_from_landmarks

@@ -3,6 +3,11 @@
 
   tools/release_model.py --run RUN_DIR --out models/tcdcn_5pt
   tools/release_model.py --refresh-deploy models/tcdcn_5pt
+  tools/release_model.py --remeasure models/tcdcn_5pt
+
+--remeasure measures a released model's numbers again (validation with each detector, the
+crop placement chosen on them, AFLW) after a change to the default detector, without the
+training run: the validation split is rebuilt from model.json.
 
 --refresh-deploy rewrites a released model's deploy.prototxt from python/tcdcn/net.py (for
 changes that keep the function, such as a layer order) and fails unless its outputs equal
@@ -43,6 +48,9 @@ def parse_args(argv):
     p.add_argument("--refresh-deploy", type=Path, metavar="MODEL",
                    help="only rewrite MODEL/deploy.prototxt from net.py, checked to compute "
                         "the same outputs")
+    p.add_argument("--remeasure", type=Path, metavar="MODEL",
+                   help="measure a released model's numbers again with this release's "
+                        "detectors, without its training run (remeasure())")
     p.add_argument("--root", type=Path, default=Path(os.environ.get("TCDCN_DATA", "../shared/data")))
     p.add_argument("--calibration-faces", type=int, default=2000)
     p.add_argument("--mtcnn", type=Path, default=None,
@@ -51,8 +59,9 @@ def parse_args(argv):
     p.add_argument("--validation-only", action="store_true",
                    help="measure on the validation split only (ablations: never the test set)")
     args = p.parse_args(argv)
-    if args.refresh_deploy is None and (args.run is None or args.out is None):
-        p.error("--run and --out are required (or --refresh-deploy MODEL)")
+    if (args.refresh_deploy is None and args.remeasure is None
+            and (args.run is None or args.out is None)):
+        p.error("--run and --out are required (or --refresh-deploy MODEL, --remeasure MODEL)")
     return args
 
 
@@ -180,6 +189,8 @@ def main(argv=None) -> int:
     os.environ.setdefault("GLOG_minloglevel", "2")
     if args.refresh_deploy is not None:
         return refresh_deploy(args.refresh_deploy)
+    if args.remeasure is not None:
+        return remeasure(args)
     from tcdcn.detect import HaarDetector, fit_calibration  # noqa: F401
     from tcdcn.evaluation import evaluate, find_boxes, format_table, numbers_key, plot_ced
     from tcdcn.inference import LandmarkModel
@@ -301,12 +312,22 @@ def main(argv=None) -> int:
         "rule": f"crop scale and flip averaging with the lowest validation NME ({val_boxes} boxes)",
         "tried": choices}
     (out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return measure(model, meta, out, val, val_boxes, val_key, dataset, data_name,
+                   "mtcnn" in calibrations, mtcnn_dir, args)
+
+
+def measure(model, meta: dict, out: Path, val: list, val_boxes: str, val_key: str,
+            dataset: str, data_name: str, calibrated: bool, mtcnn_dir: Path, args) -> int:
+    """The numbers of model.json: the validation split with its own boxes and with each
+    detector, the detector crop placement and second pass chosen on those, and (MTFL) the
+    AFLW test set with every box source; written into OUT/model.json with the CED plot."""
+    from tcdcn.evaluation import evaluate, find_boxes, format_table, numbers_key, plot_ced
     numbers = {val_key: evaluate(model, val, val_boxes)}
     # Detector crops and the re-centred second pass, chosen on validation: for MTCNN (the
     # default detector) crops from its calibrated box or from its five points through the
     # box rule, each with and without re-centring on the predicted points.
     refine, crop_from = 0, "box"
-    if "mtcnn" in calibrations:   # no calibration, no meaningful detector numbers
+    if calibrated:   # no calibration, no meaningful detector numbers
         tried = {}
         for name, placement in (("haar", "box"), ("mtcnn", "box"), ("mtcnn", "points")):
             found = find_boxes(model, val, "detector", name, mtcnn_dir, crop_from=placement)
@@ -368,6 +389,36 @@ def main(argv=None) -> int:
     (out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
     print(f"wrote {out}/")
     return 0
+
+
+def remeasure(args) -> int:
+    """Measure a released model's numbers again with this release's detectors (after a
+    change to the default detector), without its training run: the validation split is
+    rebuilt as make_lmdb drew it (model.json's dataset, LMDB seed and validation count);
+    the files, the training record, the calibrations and the inference choices (crop scale,
+    flip averaging: chosen on list boxes, which no detector changes) stay as released."""
+    from tcdcn.inference import LandmarkModel
+    from tcdcn.lmdb_build import load_samples, split_by_group
+    from tcdcn.mtcnn import bundled_models
+    out = args.remeasure
+    meta = json.loads((out / "model.json").read_text())
+    dataset = {"5pt": "mtfl", "68pt": "300w"}[meta["landmark_scheme"]]
+    command = meta["training"]["lmdb_command"].split()
+    fraction = (float(command[command.index("--val-fraction") + 1])
+                if "--val-fraction" in command else 0.1)   # make_lmdb's default
+    samples, _, _ = load_samples(dataset, args.root)
+    _, val = split_by_group(samples, fraction, int(meta["training"]["lmdb_seed"]))
+    if len(val) != int(meta["training"]["val_faces"]):
+        raise SystemExit(f"{out}/model.json: the validation split does not reproduce "
+                         f"({len(val)} faces, the model.json says {meta['training']['val_faces']})")
+    val_boxes = "list" if all(s.extra.get("box_from") == "list" for s in val) else "landmarks"
+    data_name = {"mtfl": "MTFL", "300w": "300-W (AFW + HELEN train)"}[dataset]
+    model = LandmarkModel(out)
+    meta["numbers_commit"] = git_commit()
+    meta["numbers_command"] = "tools/release_model.py --remeasure " + str(out)
+    return measure(model, meta, out, val, val_boxes, f"validation_{val_boxes}_boxes", dataset,
+                   data_name, "mtcnn" in meta.get("detector_calibration", {}),
+                   args.mtcnn or bundled_models(), args)
 
 
 if __name__ == "__main__":
