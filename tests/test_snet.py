@@ -360,6 +360,80 @@ def test_rejected_proposals_get_one_more_look():
 
 
 @pytest.mark.caffe
+def test_prune_keeps_the_most_used_channels(caffe, tmp_path):
+    """train_snet.prune copies S-Net weights of the same widths unchanged, and into a
+    narrower net keeps, per layer, the channels with the largest product of their filter's
+    and the next layer's L1 norms, sliced consistently through the chain (each kept filter
+    reads the kept channels of the layer before; both heads read conv6's)."""
+    sys.path.insert(0, str(REPO / "tools"))
+    import train_snet
+    src = snet.bundled_model() / "snet.caffemodel"
+    if not src.is_file():
+        pytest.skip("models/snet not trained yet")
+    wide = caffe.Net(str(snet.bundled_model() / "snet.prototxt"), str(src), caffe.TEST)
+    deploy = tmp_path / "same.prototxt"
+    deploy.write_text(snet.net_text(False))
+    same = caffe.Net(str(deploy), caffe.TEST)
+    assert train_snet.prune(same, src) == []
+    for name in wide.params:
+        for a, b in zip(same.params[name], wide.params[name]):
+            np.testing.assert_array_equal(a.data, b.data)
+    c1, c2, c3, c4 = snet.CHANNELS
+    deploy.write_text(snet.net_text(False, channels=(c1, c2, c3 - 8, c4 - 8)))
+    narrow = caffe.Net(str(deploy), caffe.TEST)
+    assert train_snet.prune(narrow, src) == [f"conv{i} {w} -> {w - 8}" for i, w in
+                                               ((3, c3), (4, c4), (5, c4), (6, c4))]
+    kept_in = np.arange(c2)
+
+    def weights(name):   # as prune reads them from the file: float64
+        return wide.params[name][0].data.astype(np.float64)
+    for i, name in enumerate(train_snet.TRUNK[2:], start=2):
+        w = weights(name)[:, kept_in]
+        after = (np.concatenate([weights(h) for h in train_snet.HEADS])
+                 if name == "conv6" else weights(train_snet.TRUNK[i + 1]))
+        use = np.abs(w).sum(axis=(1, 2, 3)) * np.abs(after).sum(axis=(0, 2, 3))
+        kept = np.sort(np.argsort(-use)[:len(use) - 8])
+        np.testing.assert_array_equal(narrow.params[name][0].data, w[kept])
+        np.testing.assert_array_equal(narrow.params[name][1].data, wide.params[name][1].data[kept])
+        kept_in = kept
+    for head in train_snet.HEADS:
+        np.testing.assert_array_equal(narrow.params[head][0].data,
+                                      wide.params[head][0].data[:, kept_in])
+    deploy.write_text(snet.net_text(False, channels=(c1, c2, c3 + 8, c4)))
+    with pytest.raises(SystemExit, match="conv3"):
+        train_snet.prune(caffe.Net(str(deploy), caffe.TEST), src)
+
+
+@pytest.mark.caffe
+def test_teacher_targets_are_the_teacher_s_outputs(caffe):
+    """train_snet.teach (distillation, --teacher): the soft labels are the teacher S-Net's
+    face probabilities, the regression targets its regression at the cells whose
+    probability reaches the proposal threshold, masked (zero) elsewhere."""
+    sys.path.insert(0, str(REPO / "tools"))
+    import train_snet
+    folder = shipped_or_skip()
+    teacher = caffe.Net(str(folder / "snet.prototxt"), str(folder / "snet.caffemodel"), caffe.TEST)
+    import skimage.data
+    rng = np.random.default_rng(3)
+    data = rng.uniform(-1, 1, (3, 1, 64, 64)).astype(np.float32)
+    face = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2GRAY)[0:300, 80:380]
+    data[0, 0] = (cv2.resize(face, (64, 64), interpolation=cv2.INTER_AREA) - snet.MEAN) * snet.SCALE
+    label, target, mask = train_snet.teach(teacher, data)
+    reference = caffe.Net(str(folder / "snet.prototxt"), str(folder / "snet.caffemodel"), caffe.TEST)
+    reference.blobs["data"].reshape(*data.shape)
+    reference.reshape()
+    reference.blobs["data"].data[...] = data
+    out = reference.forward()
+    np.testing.assert_array_equal(label, out["prob"])
+    on = out["prob"] >= snet.PROPOSAL_THRESHOLD
+    assert on[0].any()   # the face
+    assert mask.shape == target.shape == out["reg"].shape
+    np.testing.assert_array_equal(mask, np.repeat(on, snet.N_REG, axis=1).astype(np.float32))
+    np.testing.assert_array_equal(target[mask == 1], out["reg"][mask == 1])
+    assert not target[mask == 0].any()
+
+
+@pytest.mark.caffe
 @pytest.mark.slow
 def test_train_snet_resumes_and_writes_a_model(tmp_path, python_exe):
     """tools/train_snet.py on a few synthetic labelled images: snapshots, a restart resumes
@@ -388,6 +462,15 @@ def test_train_snet_resumes_and_writes_a_model(tmp_path, python_exe):
     net = snet.SNetNet(tmp_path / "model")
     assert net.proposals(rng.integers(0, 255, (100, 100), dtype=np.uint8), 20,
                          threshold=0.0).shape[1] == 5
+    # a narrower S-Net pruned from that one and distilled from it (--channels, --init, --teacher)
+    small = run(cmd[:5] + [tmp_path / "small", "--batch", "4", "--iters", "5", "--channels",
+                           "8,16,16,16", "--init", tmp_path / "model" / "snet.caffemodel",
+                           "--teacher", tmp_path / "model", "--out", tmp_path / "small_model"])
+    assert small.returncode == 0, small.stderr
+    assert f"pruned: conv3 {snet.CHANNELS[2]} -> 16" in small.stdout
+    meta = json.loads((tmp_path / "small_model" / "model.json").read_text())
+    assert meta["channels"] == [8, 16, 16, 16] and "distilled" in meta["teacher"]
+    assert snet.SNetNet(tmp_path / "small_model").net.forward  # loads in OpenCV
     broken = tmp_path / "bad.npz"
     np.savez(broken, rows=np.array(rows), images=np.array([str(tmp_path / "gone.png")] * 3))
     bad = run(cmd[:3] + [broken] + cmd[4:] + ["--iters", "5"])

@@ -34,17 +34,32 @@ def main(argv=None) -> int:
     p.add_argument("--sizes", default="96,96,64,48,32",
                    help="input sizes, one drawn per batch (small ones teach the image edges "
                         "of the pyramid's small levels)")
-    p.add_argument("--init", type=Path, help="weights to start from (a .caffemodel)")
+    p.add_argument("--init", type=Path,
+                   help="weights to start from (a .caffemodel of S-Net's layers; where it is "
+                        "wider than --channels, its most used channels are kept: prune())")
+    p.add_argument("--teacher", type=Path, metavar="SNET",
+                   help="an S-Net model folder to learn from instead of the labels' targets "
+                        "(distillation): its face probability at every cell, its regression "
+                        "where that reaches snet.PROPOSAL_THRESHOLD")
+    p.add_argument("--channels",
+                   help="widths of conv1, conv2, conv3 and conv4-6 (default: snet.CHANNELS)")
     p.add_argument("--root", type=Path, default=Path(os.environ.get("TCDCN_DATA", "../shared/data")),
                    help="data root, for the validation of the written model")
     p.add_argument("--val", type=int, default=1000,
                    help="held-out validation faces per set for model.json (0: none)")
     args = p.parse_args(argv)
+    from tcdcn import snet
+    try:
+        args.channels = (tuple(int(c) for c in args.channels.split(",")) if args.channels
+                         else snet.CHANNELS)
+        if len(args.channels) != 4 or min(args.channels) < 1:
+            raise ValueError
+    except ValueError:
+        p.error(f"--channels: four positive widths, not {args.channels!r}")
     os.environ.setdefault("GLOG_minloglevel", "2")
     import cv2
     import numpy as np
     import caffe
-    from tcdcn import snet
     caffe.set_mode_cpu()
     caffe.set_random_seed(args.seed)
     args.run.mkdir(parents=True, exist_ok=True)
@@ -58,7 +73,7 @@ def main(argv=None) -> int:
         images.append(im)
     print(f"{len(images)} images, {int((rows[:, 1] == 1).sum())} teacher faces", flush=True)
     train = args.run / "train.prototxt"
-    train.write_text(snet.net_text(True, args.batch))
+    train.write_text(snet.net_text(True, args.batch, channels=args.channels))
     steps = [int(args.iters * 0.5), int(args.iters * 0.75)]
     solver = args.run / "solver.prototxt"
     solver.write_text(
@@ -76,17 +91,27 @@ def main(argv=None) -> int:
     elif args.init:
         if not args.init.is_file():
             raise SystemExit(f"{args.init}: no such weights file (--init)")
-        s.net.copy_from(str(args.init))
-        print(f"started from {args.init}", flush=True)
+        pruned = prune(s.net, args.init)
+        print(f"started from {args.init}" + (f" (pruned: {', '.join(pruned)})" if pruned else ""),
+              flush=True)
     sizes = [int(v) for v in args.sizes.split(",")]
     size_rng = np.random.default_rng([args.seed, s.iter])
     sampler = snet.Sampler(images, rows, seed=args.seed + s.iter)
     log = args.run / "log.jsonl"
+    teacher = None
+    if args.teacher:
+        for f in ("snet.prototxt", "snet.caffemodel"):
+            if not (args.teacher / f).is_file():
+                raise SystemExit(f"{args.teacher / f}: no such file (--teacher)")
+        teacher = caffe.Net(str(args.teacher / "snet.prototxt"),
+                            str(args.teacher / "snet.caffemodel"), caffe.TEST)
     net = s.net
     start, losses = time.time(), []
     while s.iter < args.iters:
         size = sizes[int(size_rng.integers(len(sizes)))]
         data, label, target, mask = sampler.batch(args.batch, size)
+        if teacher is not None:
+            label, target, mask = teach(teacher, data)
         for name, blob in (("data", data), ("label", label), ("target", target),
                            ("mask", mask)):
             if net.blobs[name].data.shape != blob.shape:
@@ -117,12 +142,78 @@ def main(argv=None) -> int:
     return 0
 
 
+def teach(teacher, data):
+    """Distillation targets for a batch: the teacher S-Net's face probability at every cell
+    (soft labels for the sigmoid cross-entropy), its regression where that probability
+    reaches snet.PROPOSAL_THRESHOLD (the cells that become proposals), masked elsewhere."""
+    import numpy as np
+    from tcdcn import snet
+    blob = teacher.blobs["data"]
+    if blob.data.shape != data.shape:
+        blob.reshape(*data.shape)
+        teacher.reshape()
+    blob.data[...] = data
+    out = teacher.forward()
+    prob = out["prob"].copy()
+    mask = np.repeat((prob >= snet.PROPOSAL_THRESHOLD).astype(np.float32), snet.N_REG, axis=1)
+    return prob, out["reg"] * mask, mask
+
+
+# S-Net's layers in order; the last one feeds both heads
+TRUNK, HEADS = ("conv1", "conv2", "conv3", "conv4", "conv5", "conv6"), ("score", "reg")
+
+
+def prune(net, weights: Path) -> list[str]:
+    """Copy S-Net weights into `net`; where a layer of `weights` is wider than the net's,
+    keep its channels with the largest product of the L1 norms of their filter and of the
+    next layer's weights that read them (Li et al. 2017's filter norm, times how much the
+    next layer uses the channel), in their original order. Returns the pruned layers
+    ("conv3 32 -> 24", ...)."""
+    import numpy as np
+    from caffe.io import blobproto_to_array
+    from caffe.proto import caffe_pb2
+    if not weights.is_file():
+        raise SystemExit(f"{weights}: no such weights file (--init)")
+    param = caffe_pb2.NetParameter()
+    try:
+        param.ParseFromString(weights.read_bytes())
+    except Exception as err:  # noqa: BLE001 (protobuf raises its own DecodeError)
+        raise SystemExit(f"{weights}: not a Caffe weights file ({err})") from None
+    src = {layer.name: [blobproto_to_array(b) for b in layer.blobs]
+           for layer in param.layer if layer.blobs}
+    missing = [n for n in TRUNK + HEADS if n not in src]
+    if missing:
+        raise SystemExit(f"{weights}: not an S-Net (no layer {missing[0]})")
+    pruned, kept_in = [], None   # kept_in: the previous layer's kept channels
+    for i, name in enumerate(TRUNK + HEADS):
+        w, b = src[name]
+        if kept_in is not None:
+            w = w[:, kept_in]
+        n = net.params[name][0].data.shape[0]
+        kept = np.arange(w.shape[0])
+        if n < w.shape[0] and name in TRUNK:
+            after = (np.concatenate([src[h][0] for h in HEADS]) if name == TRUNK[-1]
+                     else src[TRUNK[i + 1]][0])
+            use = np.abs(w).sum(axis=(1, 2, 3)) * np.abs(after).sum(axis=(0, 2, 3))
+            kept = np.sort(np.argsort(-use, kind="stable")[:n])
+            pruned.append(f"{name} {w.shape[0]} -> {n}")
+        w, b = w[kept], b.reshape(-1)[kept]
+        if name in TRUNK:   # both heads read the last trunk layer
+            kept_in = kept
+        if w.shape != net.params[name][0].data.shape:
+            raise SystemExit(f"{weights}: layer {name} is {w.shape}, the net's "
+                             f"{net.params[name][0].data.shape} (narrower than --channels?)")
+        net.params[name][0].data[...] = w
+        net.params[name][1].data[...] = b
+    return pruned
+
+
 def write_model(args, weights: Path, out: Path) -> None:
     import caffe
     from tcdcn import snet
     out.mkdir(parents=True, exist_ok=True)
     deploy = out / "snet.prototxt"
-    deploy.write_text(snet.net_text(False))
+    deploy.write_text(snet.net_text(False, channels=args.channels))
     trained = caffe.Net(str(args.run / "train.prototxt"), str(weights), caffe.TEST)
     net = caffe.Net(str(deploy), caffe.TEST)
     for name in net.params:
@@ -135,8 +226,11 @@ def write_model(args, weights: Path, out: Path) -> None:
                             capture_output=True, text=True).stdout.strip()
     meta = {"name": "snet", "input": "grey, (pixel - 127.5) / 128, any size",
             "stride": snet.STRIDE, "face_range": list(snet.FACE_RANGE),
-            "channels": list(snet.CHANNELS), "iters": args.iters, "batch": args.batch,
-            "lr": args.lr, "sizes": args.sizes, "init": str(args.init or ""), "teacher": "MTCNN (models/mtcnn), tools/snet_labels.py",
+            "channels": list(args.channels), "iters": args.iters, "batch": args.batch,
+            "lr": args.lr, "sizes": args.sizes, "init": str(args.init or ""),
+            "teacher": (f"S-Net {args.teacher} (distilled: tools/train_snet.py --teacher), "
+                        "on the inputs of MTCNN's labels (tools/snet_labels.py)" if args.teacher
+                        else "MTCNN (models/mtcnn), tools/snet_labels.py"),
             "training_faces": "MTFL training faces outside the detector validation sets "
                               f"(snet.HELD_OUT = {snet.HELD_OUT})",
             "command": "tools/train_snet.py " + " ".join(sys.argv[1:]), "commit": commit}

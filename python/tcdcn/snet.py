@@ -80,11 +80,13 @@ def _conv(name: str, bottom: str, n: int, stride: int = 1, dilation: int = 1,
     return text
 
 
-def net_text(train: bool, batch: int = 1, size: tuple[int, int] = (96, 96)) -> str:
+def net_text(train: bool, batch: int = 1, size: tuple[int, int] = (96, 96),
+             channels=CHANNELS) -> str:
     """The S-Net prototxt: three stride-2 convolutions, then two dilated ones (receptive
     field 127 px at stride 8), then a 1x1 head with a face score and 13 regression values
-    per cell. train=True adds the losses on Input blobs label / target / mask."""
-    c1, c2, c3, c4 = CHANNELS
+    per cell; `channels`: the widths of conv1, conv2, conv3 and conv4-6. train=True adds the
+    losses on Input blobs label / target / mask."""
+    c1, c2, c3, c4 = channels
     h, w = size
     text = f'name: "snet"\n'
     text += (f'layer {{ name: "data" type: "Input" top: "data" input_param {{ shape {{ '
