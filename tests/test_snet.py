@@ -471,6 +471,8 @@ def test_train_snet_resumes_and_writes_a_model(tmp_path, python_exe):
     meta = json.loads((tmp_path / "small_model" / "model.json").read_text())
     assert meta["channels"] == [8, 16, 16, 16] and "distilled" in meta["teacher"]
     assert snet.SNetNet(tmp_path / "small_model").net.forward  # loads in OpenCV
+    bad = run(cmd + ["--iters", "5", "--channels", "8,16"])
+    assert bad.returncode == 2 and "four positive widths" in bad.stderr
     broken = tmp_path / "bad.npz"
     np.savez(broken, rows=np.array(rows), images=np.array([str(tmp_path / "gone.png")] * 3))
     bad = run(cmd[:3] + [broken] + cmd[4:] + ["--iters", "5"])
