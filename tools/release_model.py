@@ -39,6 +39,13 @@ REGRESSION_SLICE = "aflw_first_300_landmark_boxes"
 # validation NME by more than this many points: it doubles the landmark model's share of
 # the end-to-end time (the release of f32a62d: 3.065 with it vs 3.080 from MTCNN's points).
 REFINE_MIN_GAIN = 0.05
+DATA_NAMES = {"mtfl": "MTFL", "300w": "300-W (AFW + HELEN train)"}
+
+
+def validation_boxes(val: list) -> str:
+    """The validation faces' own boxes: the list's (MTFL: CNN_FacePoint), else the scheme's
+    landmark rule."""
+    return "list" if all(s.extra.get("box_from") == "list" for s in val) else "landmarks"
 
 
 def parse_args(argv):
@@ -212,10 +219,9 @@ def main(argv=None) -> int:
     samples, scheme, _ = load_samples(dataset, args.root)
     train, val = split_by_group(samples, manifest["split"]["val_fraction"], manifest["seed"])
     assert len(val) == manifest["counts"]["val_faces"], "the split does not reproduce"
-    # validation boxes: the list's own (MTFL: CNN_FacePoint), else the scheme's landmark rule
-    val_boxes = "list" if all(s.extra.get("box_from") == "list" for s in val) else "landmarks"
+    val_boxes = validation_boxes(val)
     val_key = f"validation_{val_boxes}_boxes"
-    data_name = {"mtfl": "MTFL", "300w": "300-W (AFW + HELEN train)"}.get(dataset, dataset)
+    data_name = DATA_NAMES.get(dataset, dataset)
 
     calibrations = {}
     from tcdcn.mtcnn import bundled_models
@@ -411,8 +417,8 @@ def remeasure(args) -> int:
     if len(val) != int(meta["training"]["val_faces"]):
         raise SystemExit(f"{out}/model.json: the validation split does not reproduce "
                          f"({len(val)} faces, the model.json says {meta['training']['val_faces']})")
-    val_boxes = "list" if all(s.extra.get("box_from") == "list" for s in val) else "landmarks"
-    data_name = {"mtfl": "MTFL", "300w": "300-W (AFW + HELEN train)"}[dataset]
+    val_boxes = validation_boxes(val)
+    data_name = DATA_NAMES[dataset]
     model = LandmarkModel(out)
     meta["numbers_commit"] = git_commit()
     meta["numbers_command"] = "tools/release_model.py --remeasure " + str(out)
