@@ -399,6 +399,14 @@ def test_prune_keeps_the_most_used_channels(caffe, tmp_path):
     for head in train_snet.HEADS:
         np.testing.assert_array_equal(narrow.params[head][0].data,
                                       wide.params[head][0].data[:, kept_in])
+    # independently of the ranking's arithmetic: a channel that nothing feeds is dropped
+    wide.params["conv4"][0].data[5] = 0
+    wide.params["conv4"][1].data[5] = 0
+    wide.save(str(tmp_path / "dead.caffemodel"))
+    deploy.write_text(snet.net_text(False, channels=(c1, c2, c3, c4 - 1)))
+    one_less = caffe.Net(str(deploy), caffe.TEST)
+    assert train_snet.prune(one_less, tmp_path / "dead.caffemodel")[0] == f"conv4 {c4} -> {c4 - 1}"
+    assert np.abs(one_less.params["conv4"][0].data).sum(axis=(1, 2, 3)).min() > 0
     deploy.write_text(snet.net_text(False, channels=(c1, c2, c3 + 8, c4)))
     with pytest.raises(SystemExit, match="conv3"):
         train_snet.prune(caffe.Net(str(deploy), caffe.TEST), src)

@@ -400,20 +400,25 @@ def measure(model, meta: dict, out: Path, val: list, val_boxes: str, val_key: st
 def remeasure(args) -> int:
     """Measure a released model's numbers again with this release's detectors (after a
     change to the default detector), without its training run: the validation split is
-    rebuilt as make_lmdb drew it (model.json's dataset, LMDB seed and validation count);
-    the files, the training record, the calibrations and the inference choices (crop scale,
+    rebuilt as make_lmdb drew it (the recorded make_lmdb command, checked against the
+    validation count); the files, the training record, the calibrations and the inference choices (crop scale,
     flip averaging: chosen on list boxes, which no detector changes) stay as released."""
     from tcdcn.inference import LandmarkModel
     from tcdcn.lmdb_build import load_samples, split_by_group
     from tcdcn.mtcnn import bundled_models
+    import shlex
+    sys.path.insert(0, str(REPO / "tools"))
+    import make_lmdb
     out = args.remeasure
     meta = json.loads((out / "model.json").read_text())
-    dataset = {"5pt": "mtfl", "68pt": "300w"}[meta["landmark_scheme"]]
-    command = meta["training"]["lmdb_command"].split()
-    fraction = (float(command[command.index("--val-fraction") + 1])
-                if "--val-fraction" in command else 0.1)   # make_lmdb's default
+    # the split as the recorded command drew it, read by make_lmdb's own parser (its defaults)
+    lmdb = make_lmdb.parse_args(shlex.split(meta["training"]["lmdb_command"])[1:])
+    if lmdb.val_list is not None:
+        raise SystemExit(f"{out}/model.json: its LMDB took the validation faces from "
+                         f"{lmdb.val_list}; --remeasure rebuilds random splits only")
+    dataset = lmdb.dataset
     samples, _, _ = load_samples(dataset, args.root)
-    _, val = split_by_group(samples, fraction, int(meta["training"]["lmdb_seed"]))
+    _, val = split_by_group(samples, lmdb.val_fraction, lmdb.seed)
     if len(val) != int(meta["training"]["val_faces"]):
         raise SystemExit(f"{out}/model.json: the validation split does not reproduce "
                          f"({len(val)} faces, the model.json says {meta['training']['val_faces']})")
