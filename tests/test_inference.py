@@ -325,7 +325,7 @@ def test_mtcnn_keeps_the_classic_stages_of_an_image_for_its_last_resort():
     det = mtcnn.MTCNNDetector()
     runs = []
     real = det._stages_1_2
-    det._stages_1_2 = lambda img: runs.append(1) or real(img)
+    det._stages_1_2 = lambda img, smallest: runs.append(1) or real(img, smallest)
     first = det.raw_points(image)
     assert len(runs) == 1 and len(first[0]) == 1
     relaxed = copy.copy(det)

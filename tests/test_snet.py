@@ -306,6 +306,13 @@ def test_make_detector_falls_back_to_the_classic_cascade(monkeypatch):
     nets = {id(c.nets[2]) for c in cascades(fast)}
     assert len(nets) == 1 and any(c.first_stage is not None for c in cascades(fast))
     assert any(c.relook_above < 1 for c in cascades(fast))   # inside the fallback's tuple
+    # the fallback's classic search skips the pyramid levels for small faces; the classic
+    # cascade alone searches every size
+    from tcdcn.mtcnn import FALLBACK_MIN_FACE
+    assert FALLBACK_MIN_FACE > 1
+    assert {c.min_face_factor for c in cascades(fast) if c.first_stage is None} \
+        == {FALLBACK_MIN_FACE}
+    assert {c.min_face_factor for c in cascades(classic)} == {1.0}
     b_fast, s_fast = fast.oriented(image)
     assert len(b_fast) == 1 and s_fast[0] > 0.9
     monkeypatch.setattr(snet.SNetNet, "proposals", lambda self, grey, min_size: np.zeros((0, 5)))
@@ -316,6 +323,47 @@ def test_make_detector_falls_back_to_the_classic_cascade(monkeypatch):
     np.testing.assert_allclose(s, s_classic)
     with pytest.raises(ValueError, match="proposals"):
         make_detector(model, "mtcnn", proposals="rnet")
+
+
+def test_the_fallback_pyramid_skips_the_levels_for_small_faces():
+    """With min_face_factor, P-Net runs only on the pyramid levels whose 12 px window is a
+    face of at least that many times min_size; the levels it keeps are the same, and a
+    large face comes out exactly as with every level."""
+    import skimage.data
+    from tcdcn import mtcnn
+    det = mtcnn.MTCNNDetector()
+    pnet, shapes = det.nets[0], []
+
+    class Recording:   # P-Net itself, noting the input sizes it is given
+        def setInput(self, blob):   # noqa: N802 (OpenCV's name)
+            shapes.append(blob.shape[2:])
+            pnet.setInput(blob)
+
+        def forward(self, names):
+            return pnet.forward(names)
+    det.nets[0] = Recording()
+    image = np.full((180, 180, 3), 128, np.uint8)
+
+    def levels(factor):
+        det.min_face_factor = factor
+        shapes.clear()
+        det.forget()
+        det.raw(image)
+        return list(shapes)
+    every = levels(1.0)
+    # min_size 20 at factor 0.709: windows of 20, 28.2, 39.8, 56.2, ... px
+    assert len(every) == 7 and every[0] == (108, 108)
+    assert levels(1.5) == every[2:]      # 30 px: the 20 and 28.2 px levels go
+    assert levels(1.41) == every[1:]     # 28.2 px is kept
+    assert levels(3.0) == every[4:]      # 60 px
+
+    photo = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)
+    full = mtcnn.MTCNNDetector().raw_points(photo)
+    large = mtcnn.MTCNNDetector()
+    large.min_face_factor = mtcnn.FALLBACK_MIN_FACE
+    assert len(full[0]) == 1 and full[0][0, 2] - full[0][0, 0] > 60   # the astronaut's face
+    for a, b in zip(full, large.raw_points(photo)):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_rejected_proposals_get_one_more_look():

@@ -127,16 +127,17 @@ def make_detector(model, name: str = "mtcnn", mtcnn_dir=None, pad=DETECT_PAD,
     import tcdcn.mtcnn
     if last_resort == "auto":
         last_resort = tcdcn.mtcnn.LAST_RESORT
-    last = None
-    if last_resort is not None:   # where nothing at all was found: the same nets, other bars
-        relaxed = copy.copy(base)
+
+    def last_for(cascade):   # where nothing at all was found: the same nets, other bars
+        if last_resort is None:
+            return None
+        relaxed = copy.copy(cascade)
         relaxed.thresholds = tuple(float(t) for t in last_resort)
-        last = chain(pads, relaxed)
-    classic = Turned(chain(pads[:1]), turns,
-                     more_borders=chain(pads[1:]) if len(pads) > 1 else None, last_resort=last,
-                     new_image=base.forget)
+        return chain(pads, relaxed)
     if proposals == "pnet":
-        return classic
+        return Turned(chain(pads[:1]), turns,
+                      more_borders=chain(pads[1:]) if len(pads) > 1 else None,
+                      last_resort=last_for(base), new_image=base.forget)
     from tcdcn.snet import SNetNet
     fast = copy.copy(base)   # the same O-Net, S-Net's proposals
     fast.first_stage = SNetNet(snet_dir, backend=base.backend)
@@ -161,10 +162,15 @@ def make_detector(model, name: str = "mtcnn", mtcnn_dir=None, pad=DETECT_PAD,
     # upright
     relook = copy.copy(fast)
     relook.relook_above = tcdcn.mtcnn.RELOOK_ABOVE
+    # the classic search after S-Net's: no pyramid levels for faces under
+    # mtcnn.FALLBACK_MIN_FACE x min_size (S-Net searched those sizes)
+    large = copy.copy(base)
+    large.min_face_factor = tcdcn.mtcnn.FALLBACK_MIN_FACE
     fallback = FirstFound(
         chain(pads, relook),
-        Turned(chain(pads[:1]), tuple(t for t in turn_list(turns) if is_quarter(t)),
-               more_borders=chain(pads[1:]) if len(pads) > 1 else None, last_resort=last))
+        Turned(chain(pads[:1], large), tuple(t for t in turn_list(turns) if is_quarter(t)),
+               more_borders=chain(pads[1:], large) if len(pads) > 1 else None,
+               last_resort=last_for(large)))
     return Turned(chain(pads[:1], fast), turns, turned_detector=chain(pads[:1], turned),
                   more_borders=chain(pads[1:], fast) if len(pads) > 1 else None,
                   last_resort=fallback, new_image=lambda: (fast.first_stage.forget(),

@@ -78,6 +78,18 @@ RECHECK_BELOW = 0.9
 # upright (tests/test_turns.py). Chosen on validation faces (scratch runs of the default
 # detector; misses, and images that needed the classic search): see make_detector
 RELOOK_ABOVE = 0.03
+# Where the classic search runs as S-Net's fallback (evaluation.make_detector: only where
+# S-Net's whole search found no face at all), its pyramid skips the levels for faces under
+# this many times the minimum face size (P-Net's 12 px window at the level's scale): S-Net
+# has searched every size by then, and the faces only the classic search finds are large
+# ones (faces filling tight crops, heavily occluded or rolled). Those first levels are the
+# largest images: the two skipped at 1.5 are three quarters of P-Net's work, and most of
+# R-Net's crops. The levels it keeps are the same as before. Chosen on validation faces
+# (the 29 of 8,745 in tools/mtcnn_recall.py's sets that reach the fallback: every one at
+# least 46 px and 0.29 of its image's shorter side): the same faces, boxes and misses, 44
+# -> 31 ms per such image (scratch runs); face-free images: tools/turn_check.py. 1: every
+# level (the classic cascade alone, proposals="pnet", searches every size)
+FALLBACK_MIN_FACE = 1.5
 # The classic search keeps P-Net's candidates and R-Net's outputs for at most this many
 # bordered or turned images (MTCNNDetector.forget clears them as each image's search begins)
 KEEP_AT_MOST = 8
@@ -221,6 +233,9 @@ class MTCNNDetector:
         self.first_stage = None
         self.recheck_below = RECHECK_BELOW
         self.relook_above = 1.0   # off; make_detector's last S-Net search: RELOOK_ABOVE
+        # P-Net's pyramid skips its levels for faces under this many times min_size
+        # (make_detector's fallback: FALLBACK_MIN_FACE)
+        self.min_face_factor = 1.0
         self.lazy = tuple(LAZY if lazy is None else lazy)
         if len(self.lazy) != 2 or not all(0 < t <= 1 for t in self.lazy):
             raise ValueError(f"lazy must be two IoUs in (0, 1] (1: off), not {self.lazy}")
@@ -293,7 +308,7 @@ class MTCNNDetector:
             img = _bgr(grey_or_bgr)
         else:
             img = self._input(grey_or_bgr)
-            boxes = self._proposals(img)
+            boxes = self._proposals(img, self.min_face_factor * self.min_size)
         if len(boxes) == 0:
             return np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2))
         return self._output(img, boxes)
@@ -302,17 +317,19 @@ class MTCNNDetector:
         """Drop the kept P-Net candidates and R-Net outputs (a new image's search begins)."""
         self._kept.clear()
 
-    def _proposals(self, img: np.ndarray) -> np.ndarray:
+    def _proposals(self, img: np.ndarray, smallest: float = 0.0) -> np.ndarray:
         """Stages 1 and 2 (P-Net over a pyramid, then R-Net) on the nets' input (_input):
-        square boxes (N x 5, the fifth value a score) for O-Net. The same image with the
-        same P-Net settings gives the kept candidates and R-Net outputs again (forget())."""
-        key = (img.shape, self.min_size, self.thresholds[0], self.nms[:2], self.max_candidates,
-               self.lazy[0], self.thresholds[1] if self.lazy[0] < 1 else None)
+        square boxes (N x 5, the fifth value a score) for O-Net; the pyramid skips its levels
+        for faces under `smallest` pixels. The same image with the same P-Net settings gives
+        the kept candidates and R-Net outputs again (forget())."""
+        key = (img.shape, self.min_size, smallest, self.thresholds[0], self.nms[:2],
+               self.max_candidates, self.lazy[0],
+               self.thresholds[1] if self.lazy[0] < 1 else None)
         kept = self._kept.get(key)
         if kept is not None and np.array_equal(kept[0], img):
             boxes, ran, prob, reg = kept[1]
         else:
-            boxes, ran, prob, reg = self._stages_1_2(img)
+            boxes, ran, prob, reg = self._stages_1_2(img, smallest)
             if len(self._kept) >= KEEP_AT_MOST:   # a few images' worth (borders, turns)
                 self._kept.pop(next(iter(self._kept)))
             self._kept[key] = (img.copy(), (boxes, ran, prob, reg))
@@ -326,17 +343,24 @@ class MTCNNDetector:
         pick = _nms(boxes, self.nms[2])
         return _square(_regress(boxes[pick], reg[pick]))
 
-    def _stages_1_2(self, img: np.ndarray):
+    def _stages_1_2(self, img: np.ndarray, smallest: float = 0.0):
         """P-Net's candidates (square boxes) and R-Net's outputs on them: (boxes, indices R-Net
-        ran on, probabilities, regressions)."""
+        ran on, probabilities, regressions). Pyramid levels for faces (P-Net's 12 px window
+        at the level's scale) under `smallest` pixels are skipped."""
         h, w = img.shape[:2]
         pnet = self.nets[0]
         # stage 1: P-Net over a pyramid
-        m = 12.0 / self.min_size
-        minl = min(h, w) * m
-        candidates = []
-        scale = m
+        scales = []
+        scale = 12.0 / self.min_size
+        minl = min(h, w) * scale
         while minl >= 12:
+            scales.append(scale)
+            scale *= FACTOR
+            minl *= FACTOR
+        candidates = []
+        for scale in scales:
+            if 12.0 / scale < smallest:   # a level for faces smaller than wanted
+                continue
             hs, ws = int(np.ceil(h * scale)), int(np.ceil(w * scale))
             im = cv2.resize(img, (ws, hs), interpolation=cv2.INTER_AREA)
             pnet.setInput(im.transpose(2, 1, 0)[None])
@@ -350,8 +374,6 @@ class MTCNNDetector:
                 b[:, 4] = score[ys, xs]
                 b[:, 5:9] = reg[0][:, xs, ys].T   # the net's x is our y (transposed input)
                 candidates.append(b[_nms(b, self.nms[0])])
-            scale *= FACTOR
-            minl *= FACTOR
         if not candidates:
             return np.zeros((0, 5)), None, None, None
         boxes = np.concatenate(candidates)
