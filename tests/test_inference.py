@@ -466,6 +466,10 @@ def test_mtcnn_recall_tool_on_a_few_validation_faces(tmp_path, python_exe):
         assert authors["turns"] == [90, 180, 270] and rows["+ at most 20 boxes to R-Net"][
             "max_candidates"] == 20
         assert default["last_resort"] == list(mtcnn.LAST_RESORT)
+        assert default["fallback_min_face"] == mtcnn.FALLBACK_MIN_FACE
+        before = rows["fallback classic search at every size (before)"]
+        assert before["fallback_min_face"] == 1
+        assert before["rnet_crops_per_image"] >= default["rnet_crops_per_image"]
         assert rows["+ tilts 30 degrees"]["last_resort"] is None
         # the same borders, O-Net lazy: never more O-Net crops than the authors' cascade
         assert lazy["onet_crops_per_image"] <= authors["onet_crops_per_image"]

@@ -5,8 +5,8 @@ O-Net crops per image, as Detector() runs it (borders, turns). Every row keeps t
 release's order (first border, then the turns, then the later borders), so the "before"
 rows differ from the previous releases' defaults in that too. The numbers behind
 mtcnn.LAZY, mtcnn.NMS, mtcnn.MAX_REGRESSION, mtcnn.MAX_CANDIDATES, mtcnn.LAST_RESORT,
-detect.DEFAULT_PADS / PAD_RETRY_BELOW, the tilts of detect.DEFAULT_TURNS and S-Net's
-proposals (snet.PROPOSAL_THRESHOLD, snet.MAX_PROPOSALS).
+detect.DEFAULT_PADS / PAD_RETRY_BELOW, the tilts of detect.DEFAULT_TURNS, S-Net's
+proposals (snet.PROPOSAL_THRESHOLD, snet.MAX_PROPOSALS) and mtcnn.FALLBACK_MIN_FACE.
 
   tools/mtcnn_recall.py --json benchmarks/mtcnn_recall.json [--limit N] [--framed N] [--rolled N]
                         [--only ROW ...]
@@ -47,6 +47,7 @@ SETTINGS = {
     "+ at most 20 boxes to R-Net": dict(CLASSIC, max_candidates=20),
     "+ lazy R-Net": dict(CLASSIC, lazy=(0.5, 0.3)),
     "S-Net proposals alone (no classic search)": {"fallback": False},
+    "fallback classic search at every size (before)": {"fallback_min_face": 1.0},
     "default (S-Net; classic search where it finds none)": None,
 }
 
@@ -105,7 +106,8 @@ def main(argv=None) -> int:
     default = {"lazy": mtcnn.LAZY, "nms": mtcnn.NMS, "max_regression": mtcnn.MAX_REGRESSION,
                "max_candidates": mtcnn.MAX_CANDIDATES, "pads": DEFAULT_PADS,
                "retry_below": PAD_RETRY_BELOW, "turns": DEFAULT_TURNS,
-               "last_resort": mtcnn.LAST_RESORT, "proposals": "snet", "fallback": True}
+               "last_resort": mtcnn.LAST_RESORT, "proposals": "snet", "fallback": True,
+               "fallback_min_face": mtcnn.FALLBACK_MIN_FACE}
     report = {"tool": "tools/mtcnn_recall.py", "argv": argv if argv is not None else sys.argv[1:],
               "default": {k: list(v) if isinstance(v, tuple) else v for k, v in default.items()},
               "sets": {}}
@@ -171,6 +173,8 @@ def configure(detector, setting: dict) -> None:
             node.lazy, node.nms = tuple(setting["lazy"]), tuple(setting["nms"])
             node.max_regression = setting["max_regression"]
             node.max_candidates = setting["max_candidates"]
+            if node.min_face_factor != 1.0:   # the fallback's classic search (make_detector)
+                node.min_face_factor = setting["fallback_min_face"]
             return
         if isinstance(node, Padded):
             node.retry_below = setting["retry_below"]

@@ -87,8 +87,10 @@ RELOOK_ABOVE = 0.03
 # R-Net's crops. The levels it keeps are the same as before. Chosen on validation faces
 # (the 29 of 8,745 in tools/mtcnn_recall.py's sets that reach the fallback: every one at
 # least 46 px and 0.29 of its image's shorter side): the same faces, boxes and misses, 44
-# -> 31 ms per such image (scratch runs); face-free images: tools/turn_check.py. 1: every
-# level (the classic cascade alone, proposals="pnet", searches every size)
+# -> 31 ms per such image (scratch runs), R-Net crops per rolled face 1.1 -> 0.5
+# (benchmarks/mtcnn_recall.json); the 221 face-free images of tools/turn_check.py 145 ->
+# 69 ms each, false faces on 5 -> 4 of them (benchmarks/turn_check.json). 1: every level
+# (the classic cascade alone, proposals="pnet", searches every size)
 FALLBACK_MIN_FACE = 1.5
 # The classic search keeps P-Net's candidates and R-Net's outputs for at most this many
 # bordered or turned images (MTCNNDetector.forget clears them as each image's search begins)
