@@ -136,7 +136,7 @@ GTEST_SUITES = [
     "ConvolutionLayerTest", "PoolingLayerTest", "InnerProductLayerTest", "NeuronLayerTest",
     "MVNLayerTest", "SliceLayerTest", "EuclideanLossLayerTest", "SoftmaxWithLossLayerTest",
     "AccuracyLayerTest", "DataLayerTest", "LocallyConnectedLayerTest", "MultiLabelDataLayerTest",
-    "FastCpuPathsTest", "WingLossLayerTest",
+    "FastCpuPathsTest", "DirectConvTest", "WingLossLayerTest",
 ]
 # The layers with fast CPU paths (caffe_patches/02xx-perf-*): their upstream suites run
 # above with the fast paths (the default) and here once more with upstream's loops.

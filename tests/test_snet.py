@@ -305,6 +305,10 @@ def test_make_detector_falls_back_to_the_classic_cascade(monkeypatch):
         return found
     nets = {id(c.nets[2]) for c in cascades(fast)}
     assert len(nets) == 1 and any(c.first_stage is not None for c in cascades(fast))
+    # S-Net runs on the landmark model's backend (our Caffe where built), MTCNN on OpenCV
+    assert {c.first_stage.backend for c in cascades(fast) if c.first_stage is not None} \
+        == {model.backend}
+    assert {c.backend for c in cascades(fast)} == {"opencv"}
     assert any(c.relook_above < 1 for c in cascades(fast))   # inside the fallback's tuple
     # the fallback's classic search skips the pyramid levels for small faces; the classic
     # cascade alone searches every size

@@ -3,7 +3,8 @@
 attribute net alone at batch 1 and batched, Caffe vs OpenCV backend; end to end with
 Detector()'s defaults (MTCNN + landmarks + attributes) on the demo image, on 150x150 AFLW
 faces and on a 640x480 photo of several faces, against stock Haar detection in the same
-process; the video tracking mode's cost per frame. Several runs, medians, one process.
+process; the video tracking mode's cost per frame; our Caffe's direct convolution against
+the GEMM path and OpenCV (landmark net, S-Net). Several runs, medians, one process.
 
   tools/bench_inference.py --model models/tcdcn_5pt [--threads 1] [--json OUT]
   tools/bench_inference.py --model models/tcdcn_68pt --baseline models/tcdcn_5pt --json OUT
@@ -195,6 +196,78 @@ def mtcnn_fusion(args) -> dict:
     return out
 
 
+def interleaved(runs: dict, repeats: int, loops: int = 50):
+    """Each function's outputs and median seconds per call, timed in alternating rounds of
+    `loops` calls (so that both sides see the same state of a shared machine)."""
+    outs = {name: fn() for name, fn in runs.items()}   # and a warm-up
+    samples = {name: [] for name in runs}
+    for _ in range(max(repeats, 3)):
+        for name, fn in runs.items():
+            start = time.perf_counter()
+            for _ in range(loops):
+                fn()
+            samples[name].append((time.perf_counter() - start) / loops)
+    return outs, {name: statistics.median(v) for name, v in samples.items()}
+
+
+def direct_conv(args, model_dir) -> dict:
+    """Our Caffe's direct convolution (caffe_patches/0207, TEST-phase forward) against the
+    batched GEMM path it replaces, in this process: the landmark net as inference runs it
+    (a face and its mirror, batch 2) loaded in the TEST phase against the same weights
+    loaded in the TRAIN phase (the GEMM path; the deploy nets have no layer that differs
+    between phases); and S-Net's two passes on a 150 px photo (120 px, and 64 px for the
+    small level) in our Caffe against stock OpenCV dnn. ms per forward, ratios, and the
+    largest output difference."""
+    import caffe
+    import numpy as np
+    from tcdcn.inference import LandmarkModel, load_caffe_net
+    from tcdcn.snet import SNetNet
+    rng = np.random.default_rng(0)
+    model = LandmarkModel(model_dir, batch=2, backend="caffe")
+    deploy = model.folder / model.meta["files"]["deploy"]
+    weights = model.folder / model.meta["files"]["weights"]
+    nets = {"direct": load_caffe_net(deploy, weights),
+            "gemm": caffe.Net(str(deploy), str(weights), caffe.TRAIN)}
+    x = rng.integers(0, 256, (2, 1, model.size, model.size)).astype(np.float32)
+    runs = {}
+    for name, net in nets.items():
+        net.blobs["data"].reshape(*x.shape)
+        net.reshape()
+        net.blobs["data"].data[...] = x
+        runs[name] = lambda net=net: {k: v.copy() for k, v in net.forward().items()}
+    outs, times = interleaved(runs, args.repeats)
+    diff = max(float(np.abs(outs["direct"][k] - outs["gemm"][k]).max()) for k in outs["gemm"])
+    out = {"landmark_net_batch2": {"direct_ms": times["direct"] * 1e3,
+                                   "gemm_ms": times["gemm"] * 1e3,
+                                   "ratio": times["direct"] / times["gemm"],
+                                   "max_output_difference": diff}}
+    print(f"landmark net, batch 2 (a face and its mirror): {times['direct'] * 1e3:.3f} ms with "
+          f"the direct convolution vs {times['gemm'] * 1e3:.3f} ms on the GEMM path: ratio "
+          f"{times['direct'] / times['gemm']:.2f} (outputs within {diff:.1e})")
+    big = ((rng.integers(0, 256, (1, 1, 120, 120)) - 127.5) / 128).astype(np.float32)
+    small = ((rng.integers(0, 256, (1, 1, 64, 64)) - 127.5) / 128).astype(np.float32)
+    runs = {}
+    for backend in ("caffe", "opencv"):
+        s = SNetNet(backend=backend)
+
+        def both(s=s):
+            s.net.setInput(big)
+            a = s.net.forward(["prob", "reg"])
+            s.small_net.setInput(small)
+            return a + s.small_net.forward(["prob", "reg"])
+        runs[backend] = both
+    outs, times = interleaved(runs, args.repeats)
+    diff = max(float(np.abs(a - b).max()) for a, b in zip(outs["caffe"], outs["opencv"]))
+    out["snet_150px_photo"] = {"caffe_ms": times["caffe"] * 1e3,
+                               "opencv_ms": times["opencv"] * 1e3,
+                               "ratio": times["caffe"] / times["opencv"],
+                               "max_output_difference": diff}
+    print(f"S-Net, a 150 px photo's two passes: {times['caffe'] * 1e3:.3f} ms in our Caffe "
+          f"(direct convolution) vs {times['opencv'] * 1e3:.3f} ms in OpenCV dnn: ratio "
+          f"{times['caffe'] / times['opencv']:.2f} (outputs within {diff:.1e})")
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", type=Path, default=None)
@@ -252,6 +325,9 @@ def main(argv=None) -> int:
     results["opencv_over_caffe_batch1"] = (results["opencv"]["batch1_ms_per_face"]
                                            / results["caffe"]["batch1_ms_per_face"])
     results["mtcnn_unfused"] = mtcnn_fusion(args)
+    from tcdcn.inference import default_backend
+    if default_backend() == "caffe":
+        results["direct_conv"] = direct_conv(args, model_dir)
     import skimage.data
     image = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)
     det = Detector(model_dir, batch=1)

@@ -140,7 +140,11 @@ def make_detector(model, name: str = "mtcnn", mtcnn_dir=None, pad=DETECT_PAD,
                       last_resort=last_for(base), new_image=base.forget)
     from tcdcn.snet import SNetNet
     fast = copy.copy(base)   # the same O-Net, S-Net's proposals
-    fast.first_stage = SNetNet(snet_dir, backend=base.backend)
+    # S-Net runs where the landmark model runs: this project's Caffe where it is built (its
+    # direct convolution, caffe_patches/0207, takes 0.36-0.40 ms for a 150 px photo's two
+    # passes against OpenCV's 0.54-0.58: strided and dilated layers), else OpenCV dnn.
+    # MTCNN's nets stay on OpenCV, faster there (tools/bench_inference.py)
+    fast.first_stage = SNetNet(snet_dir, backend=model.backend)
     turned = copy.copy(fast)   # the turns compete on their scores: O-Net looks twice
     turned.recheck_below = 1.0
     # where S-Net's whole search (first border, turns, later borders) found no face at

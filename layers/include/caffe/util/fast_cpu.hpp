@@ -25,11 +25,14 @@
 
 namespace caffe {
 
+/// Whether the environment variable `name` is set to 0 (a switch that is on by default).
+inline bool env_says_off(const char* name) {
+  const char* v = std::getenv(name);
+  return v != NULL && std::strcmp(v, "0") == 0;
+}
+
 inline bool& fast_cpu_flag() {
-  static bool flag = [] {
-    const char* v = std::getenv("CAFFE_FAST_CPU");
-    return !(v != NULL && std::strcmp(v, "0") == 0);
-  }();
+  static bool flag = !env_says_off("CAFFE_FAST_CPU");
   return flag;
 }
 
@@ -84,6 +87,16 @@ inline int& gemv_max_batch_flag() {
 }
 inline int gemv_max_batch() { return gemv_max_batch_flag(); }
 inline void set_gemv_max_batch(int n) { gemv_max_batch_flag() = n; }
+
+/// The direct convolution (caffe/util/direct_conv.hpp) for TEST-phase forward passes:
+/// on by default; CAFFE_DIRECT_CONV=0 (read once) leaves them to the batched GEMM path,
+/// set_direct_conv_enabled() switches at run time (the gtests, the benchmarks).
+inline bool& direct_conv_flag() {
+  static bool flag = !env_says_off("CAFFE_DIRECT_CONV");
+  return flag;
+}
+inline bool direct_conv_enabled() { return direct_conv_flag(); }
+inline void set_direct_conv_enabled(bool on) { direct_conv_flag() = on; }
 
 /// Threads the fast paths may use (OMP_NUM_THREADS; 1 without OpenMP).
 inline int fast_cpu_threads() {

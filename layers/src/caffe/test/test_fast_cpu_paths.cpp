@@ -20,6 +20,8 @@
 #include "caffe/layers/relu_layer.hpp"
 #include "caffe/util/fast_cpu.hpp"
 
+#include "caffe/test/conv_test_param.hpp"
+
 #include "caffe/test/test_caffe_main.hpp"
 
 namespace caffe {
@@ -184,45 +186,28 @@ TYPED_TEST(FastCpuPathsTest, MVN) {
   }
 }
 
-static LayerParameter ConvParam(int out, int k, int s, int p, int d, bool bias) {
-  LayerParameter param;
-  param.set_type("Convolution");
-  ConvolutionParameter* cp = param.mutable_convolution_param();
-  cp->set_num_output(out);
-  cp->add_kernel_size(k);
-  cp->add_stride(s);
-  cp->add_pad(p);
-  cp->add_dilation(d);
-  cp->set_bias_term(bias);
-  cp->mutable_weight_filler()->set_type("gaussian");
-  cp->mutable_weight_filler()->set_std(0.5);
-  cp->mutable_bias_filler()->set_type("gaussian");
-  cp->mutable_bias_filler()->set_std(0.5);
-  return param;
-}
-
 TYPED_TEST(FastCpuPathsTest, ConvolutionTcdcnShapes) {
-  this->ExpectSame(ConvParam(20, 5, 1, 0, 1, true), Shape(6, 1, 40, 40));
-  this->ExpectSame(ConvParam(48, 3, 1, 0, 1, true), Shape(6, 20, 18, 18));
-  this->ExpectSame(ConvParam(64, 3, 1, 0, 1, true), Shape(6, 48, 8, 8));
+  this->ExpectSame(ConvTestParam(20, 5, 1, 0, 1, true), Shape(6, 1, 40, 40));
+  this->ExpectSame(ConvTestParam(48, 3, 1, 0, 1, true), Shape(6, 20, 18, 18));
+  this->ExpectSame(ConvTestParam(64, 3, 1, 0, 1, true), Shape(6, 48, 8, 8));
 }
 
 TYPED_TEST(FastCpuPathsTest, ConvolutionChunksPadStrideDilation) {
   // 7 images in chunks of 3: the last chunk holds one image.
   set_conv_chunk_cap(3L * 2 * 9 * 5 * 4);
-  this->ExpectSame(ConvParam(4, 3, 2, 1, 1, true), Shape(7, 2, 10, 8));
+  this->ExpectSame(ConvTestParam(4, 3, 2, 1, 1, true), Shape(7, 2, 10, 8));
   set_conv_chunk_cap(3L * 3 * 9 * 25);
-  this->ExpectSame(ConvParam(5, 3, 1, 2, 2, false), Shape(7, 3, 9, 9));
-  this->ExpectSame(ConvParam(5, 3, 1, 2, 2, true), Shape(7, 3, 9, 9), false, false);
+  this->ExpectSame(ConvTestParam(5, 3, 1, 2, 2, false), Shape(7, 3, 9, 9));
+  this->ExpectSame(ConvTestParam(5, 3, 1, 2, 2, true), Shape(7, 3, 9, 9), false, false);
   set_conv_chunk_cap(4L << 20);
-  this->ExpectSame(ConvParam(3, 1, 1, 0, 1, true), Shape(5, 4, 6, 7));   // 1x1
-  this->ExpectSame(ConvParam(3, 4, 3, 0, 1, true), Shape(5, 2, 11, 13)); // windows cut off
+  this->ExpectSame(ConvTestParam(3, 1, 1, 0, 1, true), Shape(5, 4, 6, 7));   // 1x1
+  this->ExpectSame(ConvTestParam(3, 4, 3, 0, 1, true), Shape(5, 2, 11, 13)); // windows cut off
 }
 
 TYPED_TEST(FastCpuPathsTest, ConvolutionFallsBackAboveTheCap) {
   // One image needs more than the cap: upstream's per-image path runs (same results).
   set_conv_chunk_cap(10);
-  this->ExpectSame(ConvParam(4, 3, 1, 1, 1, true), Shape(3, 2, 6, 6));
+  this->ExpectSame(ConvTestParam(4, 3, 1, 1, 1, true), Shape(3, 2, 6, 6));
 }
 
 static LayerParameter InnerProductParam(int out, bool bias, bool transpose) {
