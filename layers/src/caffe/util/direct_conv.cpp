@@ -1,19 +1,27 @@
 // The direct convolution of caffe/util/direct_conv.hpp. The kernel is compiled for AVX2
 // and FMA through function attributes (the rest of Caffe keeps the build's flags) and
-// runs only where the CPU reports both.
-#include <immintrin.h>
-
+// runs only where the CPU reports both; on other architectures Supported() is false and
+// the layer keeps its GEMM path.
 #include <algorithm>
 #include <cstring>
 
 #include "caffe/layers/conv_layer.hpp"
 #include "caffe/util/direct_conv.hpp"
 
+#if defined(__x86_64__) || defined(__i386__)
+#define TCDCN_DIRECT_CONV_X86 1
+#include <immintrin.h>
+#endif
+
 namespace caffe {
 
 namespace {
-
 const int kLanes = 8;   // floats per AVX register: output channels per block
+}  // namespace
+
+#ifdef TCDCN_DIRECT_CONV_X86
+namespace {
+
 const int kTile = 6;    // output pixels per tile (2 x 6 accumulators, 2 weights, 1 input)
 
 // What a tile needs to know: the padded input, the packed weights, the output.
@@ -99,19 +107,23 @@ void Blocks(const TileArgs& a, int block, const ConvGeometry& g, int padded_w) {
 }
 
 }  // namespace
+#endif  // TCDCN_DIRECT_CONV_X86
 
 bool DirectConv::Supported(int kernel_h, int kernel_w) {
+#ifdef TCDCN_DIRECT_CONV_X86
   static const bool cpu = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   return cpu && kernel_h * kernel_w <= kMaxTaps;
+#else
+  return false;
+#endif
 }
 
 void DirectConv::SetWeights(const float* weight, const float* bias, int num_output,
                             int channels, int kernel_h, int kernel_w) {
   const size_t count = static_cast<size_t>(num_output) * channels * kernel_h * kernel_w;
   const int blocks = (num_output + kLanes - 1) / kLanes;
-  std::vector<float> b(blocks * kLanes, 0.f);
-  if (bias != NULL) std::copy(bias, bias + num_output, b.begin());
-  bias_.swap(b);
+  bias_.assign(blocks * kLanes, 0.f);
+  if (bias != NULL) std::copy(bias, bias + num_output, bias_.begin());
   if (num_output == num_output_ && channels == channels_ && kernel_h == kernel_h_ &&
       kernel_w == kernel_w_ && weight_.size() == count &&
       std::memcmp(weight_.data(), weight, count * sizeof(float)) == 0) {
@@ -140,6 +152,7 @@ size_t DirectConv::ScratchSize(const ConvGeometry& g) {
 
 void DirectConv::Forward(const float* in, const ConvGeometry& g, float* scratch,
                          float* out) const {
+#ifdef TCDCN_DIRECT_CONV_X86   // elsewhere Supported() is false: never called
   const int padded_h = g.height + 2 * g.pad_h, padded_w = g.width + 2 * g.pad_w;
   const int plane = padded_h * padded_w;
   // the input on its zero border
@@ -168,6 +181,7 @@ void DirectConv::Forward(const float* in, const ConvGeometry& g, float* scratch,
   int block = 0;
   for (; block + 2 <= blocks; block += 2) Blocks<2>(a, block, g, padded_w);
   if (block < blocks) Blocks<1>(a, block, g, padded_w);
+#endif
 }
 
 }  // namespace caffe
