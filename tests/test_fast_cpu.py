@@ -99,3 +99,27 @@ def test_net_outputs_gradients_and_loss_curve_match_upstream(upstream, threads):
     # A wrong gradient moves the curve by far more (tens of percent within a few steps).
     np.testing.assert_allclose(loss[:5], ref_loss[:5], rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(loss, ref_loss, rtol=3e-2, atol=1e-4)
+
+
+def test_pycaffe_switches_the_direct_convolution_in_one_process(model_dir):
+    """caffe._caffe.set_direct_conv_enabled (patch 0208) switches the convolutions' forward
+    between the direct kernel and the GEMM path at run time, as tools/bench_inference.py
+    does: the two round differently, within 1e-5, and switching back gives the first
+    outputs to the bit."""
+    import caffe
+    from tcdcn.inference import LandmarkModel
+    net = LandmarkModel(model_dir, batch=2, backend="caffe").net
+    net.blobs["data"].data[...] = np.random.default_rng(0).integers(0, 256, (2, 1, 40, 40))
+    assert caffe._caffe.direct_conv_enabled() and caffe._caffe.fast_cpu_enabled()
+    try:
+        direct = {k: v.copy() for k, v in net.forward().items()}
+        caffe._caffe.set_direct_conv_enabled(False)
+        assert not caffe._caffe.direct_conv_enabled()
+        gemm = {k: v.copy() for k, v in net.forward().items()}
+    finally:
+        caffe._caffe.set_direct_conv_enabled(True)
+    again = net.forward()
+    assert any(not np.array_equal(direct[k], gemm[k]) for k in direct)
+    for k in direct:
+        np.testing.assert_allclose(direct[k], gemm[k], atol=1e-5)
+        np.testing.assert_array_equal(direct[k], again[k])

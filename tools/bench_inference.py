@@ -211,31 +211,32 @@ def interleaved(runs: dict, repeats: int, loops: int = 50):
 
 
 def direct_conv(args, model_dir) -> dict:
-    """Our Caffe's direct convolution (caffe_patches/0207, TEST-phase forward) against the
-    batched GEMM path it replaces, in this process: the landmark net as inference runs it
-    (a face and its mirror, batch 2) loaded in the TEST phase against the same weights
-    loaded in the TRAIN phase (the GEMM path; the deploy nets have no layer that differs
-    between phases); and S-Net's two passes on a 150 px photo (120 px, and 64 px for the
-    small level) in our Caffe against stock OpenCV dnn. ms per forward, ratios, and the
-    largest output difference."""
+    """Our Caffe's direct convolution (caffe_patches/0207) against the batched GEMM path it
+    replaces, in this process: the landmark net as inference runs it (a face and its
+    mirror, batch 2), the direct path switched on and off between rounds
+    (caffe._caffe.set_direct_conv_enabled, patch 0208); and S-Net's two passes on a 150 px
+    photo (120 px, and 64 px for the small level) in our Caffe against stock OpenCV dnn.
+    ms per forward, ratios, and the largest output difference."""
     import caffe
     import numpy as np
-    from tcdcn.inference import LandmarkModel, load_caffe_net
+    from tcdcn.inference import LandmarkModel
     from tcdcn.snet import SNetNet
     rng = np.random.default_rng(0)
     model = LandmarkModel(model_dir, batch=2, backend="caffe")
-    deploy = model.folder / model.meta["files"]["deploy"]
-    weights = model.folder / model.meta["files"]["weights"]
-    nets = {"direct": load_caffe_net(deploy, weights),
-            "gemm": caffe.Net(str(deploy), str(weights), caffe.TRAIN)}
+    net = model.net
     x = rng.integers(0, 256, (2, 1, model.size, model.size)).astype(np.float32)
-    runs = {}
-    for name, net in nets.items():
-        net.blobs["data"].reshape(*x.shape)
-        net.reshape()
-        net.blobs["data"].data[...] = x
-        runs[name] = lambda net=net: {k: v.copy() for k, v in net.forward().items()}
-    outs, times = interleaved(runs, args.repeats)
+    net.blobs["data"].reshape(*x.shape)
+    net.reshape()
+    net.blobs["data"].data[...] = x
+
+    def forward(direct: bool):
+        caffe._caffe.set_direct_conv_enabled(direct)
+        return {k: v.copy() for k, v in net.forward().items()}
+    try:
+        outs, times = interleaved({"direct": lambda: forward(True),
+                                   "gemm": lambda: forward(False)}, args.repeats)
+    finally:
+        caffe._caffe.set_direct_conv_enabled(True)
     diff = max(float(np.abs(outs["direct"][k] - outs["gemm"][k]).max()) for k in outs["gemm"])
     out = {"landmark_net_batch2": {"direct_ms": times["direct"] * 1e3,
                                    "gemm_ms": times["gemm"] * 1e3,

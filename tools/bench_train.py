@@ -14,9 +14,10 @@ SGDSolver like `caffe train`. Per configuration it reports
   that the best sgemm of the run allows, and the share of it reached (efficiency),
 and the ratio of each configuration to the first one (the baseline: upstream's loops).
 
-Usage: tools/bench_train.py [--threads 2] [--paths upstream fast] [--blas openblas-openmp
+Usage: tools/bench_train.py [--threads 2] [--paths upstream gemm fast] [--blas openblas-openmp
        openblas-pthread] [--iters 10] [--repeats 5] [--json OUT]
-Switches: CAFFE_FAST_CPU=0 selects upstream's CPU loops (caffe_patches/02xx-perf-*);
+Switches: CAFFE_FAST_CPU=0 selects upstream's CPU loops (caffe_patches/02xx-perf-*),
+CAFFE_DIRECT_CONV=0 the GEMM path for the convolutions' forward (caffe_patches/0207);
 --blas preloads the chosen BLAS (an OpenBLAS build, or oneMKL's libmkl_rt) into the build
 as it is; each result records which library cblas_sgemm resolved to. Numbers are printed,
 never asserted.
@@ -88,8 +89,11 @@ def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--threads", type=int, nargs="+", default=[os.cpu_count() or 1],
                    help="thread counts to measure (OMP_NUM_THREADS; default: all cores)")
-    p.add_argument("--paths", nargs="+", choices=("upstream", "fast"),
-                   default=["upstream", "fast"], help="CPU paths to measure (first: baseline)")
+    p.add_argument("--paths", nargs="+", choices=("upstream", "gemm", "fast"),
+                   default=["upstream", "fast"],
+                   help="CPU paths to measure (first: baseline): upstream's loops; the fast "
+                        "paths with the convolutions' forward on the GEMM path "
+                        "(CAFFE_DIRECT_CONV=0, before caffe_patches/0207); the fast paths")
     p.add_argument("--blas", nargs="+", choices=BLAS_CHOICES, default=None,
                    help="BLAS to measure: Debian's OpenBLAS builds, or oneMKL from PyPI "
                         "(preloaded; see TCDCN_MKL) (default: the one the build links)")
@@ -197,6 +201,7 @@ def worker(args) -> dict:
     samples_s = args.batch / per_iter
     return {
         "threads": threads, "fast_cpu": os.environ.get("CAFFE_FAST_CPU", "1") != "0",
+        "direct_conv": os.environ.get("CAFFE_DIRECT_CONV", "1") != "0",
         "blas": os.environ.get("TCDCN_BENCH_BLAS", "linked"), "batch": args.batch,
         "blas_libraries": blas_libraries(),
         "ms_per_iter": per_iter * 1e3, "ms_per_iter_runs": [r * 1e3 for r in runs],
@@ -228,7 +233,8 @@ def detected_coretype() -> str:
 def run_config(args, paths: str, blas: str | None, threads: int,
                coretype: str | None = None) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
-               CAFFE_FAST_CPU="1" if paths == "fast" else "0", GLOG_minloglevel="2")
+               CAFFE_FAST_CPU="0" if paths == "upstream" else "1",
+               CAFFE_DIRECT_CONV="0" if paths == "gemm" else "1", GLOG_minloglevel="2")
     if coretype:
         env["OPENBLAS_CORETYPE"] = coretype
     if blas == "mkl":

@@ -3,19 +3,19 @@
 
 /**
  * @file direct_conv.hpp
- * @brief A direct 2-D convolution for the CPU forward pass of inference nets.
+ * @brief A direct 2-D convolution for the CPU forward pass.
  *
- * The nets this project runs per photo are small (S-Net's 32-channel layers on a 15x15
- * grid, TCDCN's conv1-3 on a 40x40 face): im2col then one GEMM spends much of its time
- * copying and in GEMM set-up, and strided or dilated layers fare worst. This kernel
+ * The nets this project runs are small (S-Net's 32-channel layers on a 15x15 grid,
+ * TCDCN's conv1-3 on a 40x40 face): im2col then one GEMM spends much of its time copying
+ * and in GEMM set-up, and strided or dilated layers fare worst. This kernel
  * computes each output directly: eight output channels per AVX register, a tile of up to
  * six output pixels by two such registers held in twelve accumulators, the weights
  * repacked once (channel blocks of eight, then input channel, then tap), the input copied
  * onto a zero border. Sums run over input channels, then taps, in that order: the results
  * differ from the GEMM path's by rounding only (caffe/test/test_direct_conv.cpp).
  *
- * Used by ConvolutionLayer's TEST-phase forward (caffe_patches/0207-perf-conv-direct-cpu)
- * on CPUs with AVX2 and FMA; training keeps the batched GEMM path.
+ * Used by ConvolutionLayer's forward pass, in both phases (caffe_patches/0207-perf-conv-
+ * direct-cpu), on CPUs with AVX2 and FMA; the backward pass keeps the batched GEMM path.
  */
 
 #include <cstddef>

@@ -88,9 +88,9 @@ inline int& gemv_max_batch_flag() {
 inline int gemv_max_batch() { return gemv_max_batch_flag(); }
 inline void set_gemv_max_batch(int n) { gemv_max_batch_flag() = n; }
 
-/// The direct convolution (caffe/util/direct_conv.hpp) for TEST-phase forward passes:
+/// The direct convolution (caffe/util/direct_conv.hpp) for convolutions' forward passes:
 /// on by default; CAFFE_DIRECT_CONV=0 (read once) leaves them to the batched GEMM path,
-/// set_direct_conv_enabled() switches at run time (the gtests, the benchmarks).
+/// set_direct_conv_enabled() switches at run time (the gtests).
 inline bool& direct_conv_flag() {
   static bool flag = !env_says_off("CAFFE_DIRECT_CONV");
   return flag;

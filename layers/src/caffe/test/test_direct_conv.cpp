@@ -3,7 +3,8 @@
 // shapes of S-Net and of the TCDCN net, and odd ones (output channels not a multiple of
 // 8, rows not a multiple of the 6-pixel tile, stride, dilation, padding, windows cut off,
 // no bias, several images on 1 and 2 threads). Also: the layer takes the direct path in
-// the TEST phase only, and new weights are repacked.
+// either phase unless it is switched off, and new weights are repacked. (The backward
+// pass after a direct forward: test_fast_cpu_paths.cpp's convolution cases.)
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -80,7 +81,7 @@ class DirectConvTest : public CPUDeviceTest<Dtype> {
                            << got[at];
   }
 
-  // The direct path (TEST phase) on 1 and 2 threads against upstream's loops.
+  // The direct path on 1 and 2 threads against upstream's loops.
   void ExpectSame(int out, int k, int s, int p, int d, bool bias, int n, int c, int h,
                   int w) {
     vector<int> shape(4);
@@ -125,29 +126,30 @@ TYPED_TEST(DirectConvTest, OddShapes) {
   this->ExpectSame(17, 3, 2, 1, 1, true, 1, 4, 7, 31);    // 16 + 1 channels, long rows
 }
 
-TYPED_TEST(DirectConvTest, TheLayerTakesTheDirectPathInTheTestPhaseOnly) {
+TYPED_TEST(DirectConvTest, TheLayerTakesTheDirectPathInEitherPhase) {
   if (!DirectConv::Supported(3, 3)) return;
   vector<int> shape(4);
   shape[0] = 1; shape[1] = 32; shape[2] = 15; shape[3] = 15;
-  // TEST phase: the layer's top is the kernel's, to the bit
-  shared_ptr<Layer<float> > layer;
-  const vector<float> top = this->Forward(this->Param(32, 3, 1, 2, 2, true, TEST), shape,
-                                          true, true, 1, &layer);
   const ConvGeometry g = {32, 15, 15, 3, 3, 2, 2, 1, 1, 2, 2, 15, 15};
-  DirectConv direct;
-  direct.SetWeights(layer->blobs()[0]->cpu_data(), layer->blobs()[1]->cpu_data(), 32, 32,
-                    3, 3);
-  vector<float> scratch(DirectConv::ScratchSize(g)), out(top.size());
-  direct.Forward(this->bottom_.cpu_data(), g, scratch.data(), out.data());
-  for (int i = 0; i < top.size(); ++i) ASSERT_EQ(top[i], out[i]) << i;
-  // TRAIN phase: the batched GEMM path, the same to the bit with the direct path off
-  const LayerParameter train = this->Param(32, 3, 1, 2, 2, true, TRAIN);
-  const vector<float> gemm = this->Forward(train, shape, true, false, 1);
-  const vector<float> with = this->Forward(train, shape, true, true, 1);
-  for (int i = 0; i < gemm.size(); ++i) ASSERT_EQ(gemm[i], with[i]) << i;
-  bool differs = false;   // and the two paths do round differently
-  for (int i = 0; i < gemm.size(); ++i) differs = differs || gemm[i] != top[i];
-  EXPECT_TRUE(differs);
+  vector<float> gemm;
+  const Phase phases[] = {TEST, TRAIN};
+  for (int k = 0; k < 2; ++k) {
+    // the layer's top is the kernel's, to the bit
+    shared_ptr<Layer<float> > layer;
+    const LayerParameter param = this->Param(32, 3, 1, 2, 2, true, phases[k]);
+    const vector<float> top = this->Forward(param, shape, true, true, 1, &layer);
+    DirectConv direct;
+    direct.SetWeights(layer->blobs()[0]->cpu_data(), layer->blobs()[1]->cpu_data(), 32, 32,
+                      3, 3);
+    vector<float> scratch(DirectConv::ScratchSize(g)), out(top.size());
+    direct.Forward(this->bottom_.cpu_data(), g, scratch.data(), out.data());
+    for (int i = 0; i < top.size(); ++i) ASSERT_EQ(top[i], out[i]) << i;
+    // switched off: the batched GEMM path, which rounds differently
+    gemm = this->Forward(param, shape, true, false, 1);
+    bool differs = false;
+    for (int i = 0; i < gemm.size(); ++i) differs = differs || gemm[i] != top[i];
+    EXPECT_TRUE(differs) << phases[k];
+  }
 }
 
 TYPED_TEST(DirectConvTest, NewWeightsAreRepacked) {
