@@ -114,7 +114,8 @@ def load_image(image) -> np.ndarray:
 class Detector:
     """Face detection (MTCNN by default, the models ship in the package; or OpenCV's Haar
     cascades), crops placed as the model's measurements chose (model.json), then the TCDCN
-    model."""
+    model. `backend` ("auto", "caffe", "opencv") is where the landmark model and S-Net run;
+    MTCNN's own nets always run in OpenCV dnn."""
 
     def __init__(self, model: str | Path = DEFAULT_MODEL, batch: int = 64, min_face: int = 20,
                  detector: str = "mtcnn", mtcnn: str | Path | None = None,

@@ -31,7 +31,8 @@ def parse_args(argv):
     p.add_argument("--out", type=Path, default=Path("detect_out"))
     p.add_argument("--model", type=Path, help="model folder (default: the bundled tcdcn_5pt)")
     p.add_argument("--backend", choices=("auto", "caffe", "opencv"), default="auto",
-                   help="auto: this project's Caffe when pycaffe imports, else stock OpenCV dnn")
+                   help="where the landmark model and S-Net run (MTCNN's nets: OpenCV dnn); "
+                        "auto: this project's Caffe when pycaffe imports, else stock OpenCV dnn")
     p.add_argument("--detector", choices=("mtcnn", "haar"), default="mtcnn",
                    help="face detector (default mtcnn, its models ship with the package)")
     p.add_argument("--mtcnn", type=Path,
