@@ -360,6 +360,10 @@ def test_the_fallback_pyramid_skips_the_levels_for_small_faces():
     assert levels(1.5) == every[2:]      # 30 px: the 20 and 28.2 px levels go
     assert levels(1.41) == every[1:]     # 28.2 px is kept
     assert levels(3.0) == every[4:]      # 60 px
+    # a factor of 1 keeps every level for any min_size: 12 / (12 / 59) is just under 59 in
+    # floating point, which must not drop the first level
+    det.min_size = 59
+    assert levels(1.0)[0] == (37, 37)    # ceil(180 * 12 / 59)
 
     photo = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)
     full = mtcnn.MTCNNDetector().raw_points(photo)

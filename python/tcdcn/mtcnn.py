@@ -361,7 +361,9 @@ class MTCNNDetector:
             minl *= FACTOR
         candidates = []
         for scale in scales:
-            if 12.0 / scale < smallest:   # a level for faces smaller than wanted
+            # a level for faces smaller than wanted (the tolerance: 12 / (12 / m) can come
+            # out just under m, and the first level must stay)
+            if 12.0 / scale < smallest * (1 - 1e-9):
                 continue
             hs, ws = int(np.ceil(h * scale)), int(np.ceil(w * scale))
             im = cv2.resize(img, (ws, hs), interpolation=cv2.INTER_AREA)
