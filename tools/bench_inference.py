@@ -222,12 +222,9 @@ def direct_conv(args, model_dir) -> dict:
     from tcdcn.inference import LandmarkModel
     from tcdcn.snet import SNetNet
     rng = np.random.default_rng(0)
-    model = LandmarkModel(model_dir, batch=2, backend="caffe")
+    model = LandmarkModel(model_dir, batch=2, backend="caffe")   # its input: 2 crops
     net = model.net
-    x = rng.integers(0, 256, (2, 1, model.size, model.size)).astype(np.float32)
-    net.blobs["data"].reshape(*x.shape)
-    net.reshape()
-    net.blobs["data"].data[...] = x
+    net.blobs["data"].data[...] = rng.integers(0, 256, net.blobs["data"].data.shape)
 
     def forward(direct: bool):
         caffe._caffe.set_direct_conv_enabled(direct)
