@@ -317,6 +317,8 @@ def test_make_detector_falls_back_to_the_classic_cascade(monkeypatch):
     assert {c.min_face_factor for c in cascades(fast) if c.first_stage is None} \
         == {FALLBACK_MIN_FACE}
     assert {c.min_face_factor for c in cascades(classic)} == {1.0}
+    every = make_detector(model, "mtcnn", fallback_min_face=1)   # tools/mtcnn_recall.py's "before"
+    assert {c.min_face_factor for c in cascades(every)} == {1.0}
     b_fast, s_fast = fast.oriented(image)
     assert len(b_fast) == 1 and s_fast[0] > 0.9
     monkeypatch.setattr(snet.SNetNet, "proposals", lambda self, grey, min_size: np.zeros((0, 5)))

@@ -124,7 +124,8 @@ def main(argv=None) -> int:
             setting = dict(default, **(setting or {}))
             det = make_detector(model, "mtcnn", pad=setting["pads"], turns=setting["turns"],
                                 last_resort=setting["last_resort"],
-                                proposals=setting["proposals"])
+                                proposals=setting["proposals"],
+                                fallback_min_face=setting["fallback_min_face"])
             if setting["proposals"] == "snet" and not setting["fallback"]:
                 det.last_resort = None   # S-Net's search alone
             configure(det, setting)
@@ -173,8 +174,6 @@ def configure(detector, setting: dict) -> None:
             node.lazy, node.nms = tuple(setting["lazy"]), tuple(setting["nms"])
             node.max_regression = setting["max_regression"]
             node.max_candidates = setting["max_candidates"]
-            if node.min_face_factor != 1.0:   # the fallback's classic search (make_detector)
-                node.min_face_factor = setting["fallback_min_face"]
             return
         if isinstance(node, Padded):
             node.retry_below = setting["retry_below"]

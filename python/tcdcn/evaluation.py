@@ -78,7 +78,8 @@ def numbers_key(prefix: str, detector: str, crop_from: str, refine: int) -> str:
 
 def make_detector(model, name: str = "mtcnn", mtcnn_dir=None, pad=DETECT_PAD,
                   crop_from: str | None = None, min_size: int = 20, turns=DETECT_TURNS,
-                  last_resort="auto", proposals: str = "snet", snet_dir=None):
+                  last_resort="auto", proposals: str = "snet", snet_dir=None,
+                  fallback_min_face: float | None = None):
     """The named detector with the model's stored calibration for it, run with a border,
     and (MTCNN only) where that finds no confident face, on the image turned by `turns`
     (detect.Turned), and where nothing at all was found, once more with the cascade
@@ -86,7 +87,9 @@ def make_detector(model, name: str = "mtcnn", mtcnn_dir=None, pad=DETECT_PAD,
     proposals (MTCNN only): "snet" runs S-Net (tcdcn.snet, models/snet) instead of P-Net
     and R-Net, and where that found no face at all S-Net once more with O-Net's second
     look, then the classic search (the quarter turns, every border, its last resort);
-    "pnet" the classic cascade alone (with every turn).
+    "pnet" the classic cascade alone (with every turn). fallback_min_face (S-Net only): the
+    smallest face, in min_size units, of the classic search S-Net falls back to (None:
+    mtcnn.FALLBACK_MIN_FACE; 1: every size).
     crop_from "points" (MTCNN only) places crops from the detector's five points through the
     model's box rule; "box" from its calibrated box; None: as model.json says (else "box")."""
     calib = Calibration(**model.meta.get("detector_calibration", {}).get(name, {}))
@@ -169,7 +172,8 @@ def make_detector(model, name: str = "mtcnn", mtcnn_dir=None, pad=DETECT_PAD,
     # the classic search after S-Net's: no pyramid levels for faces under
     # mtcnn.FALLBACK_MIN_FACE x min_size (S-Net searched those sizes)
     large = copy.copy(base)
-    large.min_face_factor = tcdcn.mtcnn.FALLBACK_MIN_FACE
+    large.min_face_factor = (tcdcn.mtcnn.FALLBACK_MIN_FACE if fallback_min_face is None
+                             else float(fallback_min_face))
     fallback = FirstFound(
         chain(pads, relook),
         Turned(chain(pads[:1], large), tuple(t for t in turn_list(turns) if is_quarter(t)),
