@@ -1,8 +1,11 @@
-"""Shared fixtures: the Caffe build that tools/setup.sh linked into the environment."""
+"""Shared fixtures: the Caffe build that tools/setup.sh linked into the environment, a
+synthetic data root, a random-weight model folder, the astronaut photo. Markers are
+registered in tests/pytest.ini; tests that need pycaffe are skipped, with the reason,
+where it does not import."""
 from __future__ import annotations
 
+import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -10,26 +13,32 @@ import cv2
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-# The one place tests find the shared data and models (tools default to the same root).
-SHARED_DATA = Path(os.environ.get("TCDCN_DATA", REPO.parent / "shared" / "data"))
-SHARED_MODELS = REPO.parent / "shared" / "models"
+from tests.helpers import N_FACES, face_points
 
 
-def needs_shared(relative: str, what: str | None = None):
-    """Skip unless SHARED_DATA/relative exists (for '../models/...', the shared models)."""
-    path = (SHARED_DATA / relative).resolve()
-    return pytest.mark.skipif(not path.exists(), reason=f"{what or path} not present")
+def _pycaffe() -> str | None:
+    """Why this project's pycaffe cannot be used here (None: it can)."""
+    try:
+        import caffe  # noqa: F401
+    except ImportError as err:
+        return f"pycaffe does not import ({err}): run tools/setup.sh"
+    return None
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "caffe: needs the patched Caffe build (tools/setup.sh)")
-    config.addinivalue_line("markers", "slow: takes more than a few seconds")
+def pytest_collection_modifyitems(config, items):
+    why = None
+    for item in items:
+        if "caffe" in item.fixturenames and not item.get_closest_marker("caffe"):
+            item.add_marker(pytest.mark.caffe)
+        if item.get_closest_marker("caffe"):
+            why = why or _pycaffe() or ""
+            if why:
+                item.add_marker(pytest.mark.skip(reason=why))
 
 
 @pytest.fixture(scope="session")
 def build():
-    from tcdcn.caffe_build import build_info
+    from tcdcn.build.caffe_build import build_info
     return build_info()
 
 
@@ -42,25 +51,16 @@ def caffe():
     return caffe_module
 
 
-def run(cmd, **kwargs) -> subprocess.CompletedProcess:
-    """Run a command, capturing text output; never raises on a non-zero exit."""
-    kwargs.setdefault("capture_output", True)
-    kwargs.setdefault("text", True)
-    return subprocess.run([str(c) for c in cmd], **kwargs)
-
-
 @pytest.fixture(scope="session")
 def python_exe() -> str:
     return sys.executable
 
 
-N_FACES = 24
-
-
-def face_points(rng) -> np.ndarray:
-    """Five well separated points inside a 40x40 box at (30, 20)-(70, 60)."""
-    base = np.array([[42, 32], [58, 32], [50, 42], [43, 51], [57, 51]], float)
-    return base + rng.uniform(-1.5, 1.5, size=base.shape)
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    """scikit-image's astronaut photo (one face), BGR, loaded once per session."""
+    import skimage.data
+    return cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)
 
 
 @pytest.fixture
@@ -93,9 +93,8 @@ def dataset(tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory, caffe):
     """A model folder like release_model.py writes, with random weights."""
-    import json
-    from tcdcn.net import NetOptions, deploy_net
     from tcdcn.schemes import TASKS
+    from tcdcn.training.net import NetOptions, deploy_net
     folder = tmp_path_factory.mktemp("model")
     (folder / "deploy.prototxt").write_text(str(deploy_net(NetOptions())))
     net = caffe.Net(str(folder / "deploy.prototxt"), caffe.TEST)

@@ -50,6 +50,7 @@ def test_huge_image_refused_before_decoding(detector, tmp_path):
         detector(tmp_path / "huge.png")
 
 
+@pytest.mark.slow
 def test_large_image_is_searched_downscaled(detector, astronaut):
     big = cv2.resize(astronaut, None, fx=10, fy=10, interpolation=cv2.INTER_NEAREST)  # 5120 px
     small = max(detector(astronaut), key=lambda f: f.score)

@@ -2,19 +2,22 @@
 constants in boxes.py, and derived boxes land where the training boxes are."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+from tcdcn.boxes import (
+    MTFL_BOX_RULE,
+    BoxRule,
+    box_from_landmarks,
+    fit_box_rule,
+    five_points,
+)
 
-from tcdcn.boxes import MTFL_BOX_RULE, BoxRule, box_from_landmarks, fit_box_rule, five_points
-
-from conftest import SHARED_DATA as SHARED  # noqa: E402
+from tests.helpers import SHARED_DATA as SHARED  # noqa: E402
 
 
 @pytest.mark.skipif(not (SHARED / "MTFL").is_dir(), reason="shared data not present")
 def test_refit_on_mtfl_reproduces_the_constants():
-    from tcdcn.datasets import attach_boxes, read_facepoint, read_mtfl
+    from tcdcn.data.datasets import attach_boxes, read_facepoint, read_mtfl
     faces = read_mtfl(SHARED / "MTFL" / "training.txt", SHARED / "MTFL", check_images=False)
     boxed = read_facepoint(SHARED / "CNN_FacePoint" / "trainImageList.txt", SHARED / "MTFL",
                            check_images=False)

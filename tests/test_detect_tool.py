@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import REPO, run
+from tests.helpers import REPO, run
 
 pytestmark = [pytest.mark.caffe, pytest.mark.slow]
 
@@ -69,7 +69,7 @@ def test_given_boxes(model_dir, media, tmp_path, python_exe):
 def test_one_euro_smoothing_reduces_jitter():
     """Measured effect: on a still point with 1 px noise the filtered track jitters less,
     and on a point moving 2 px/frame it lags by less than 3 px."""
-    from tcdcn.smoothing import OneEuro
+    from tcdcn.video.smoothing import OneEuro
     rng = np.random.default_rng(0)
     still = 100 + rng.normal(0, 1.0, size=(300, 1))
     f = OneEuro()

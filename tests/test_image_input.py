@@ -5,8 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-
-from tcdcn.api import load_image
+from tcdcn.image import load_image
 
 
 @pytest.fixture

@@ -1,20 +1,17 @@
 """Inference and evaluation plumbing with an untrained model folder (no face data needed)."""
 from __future__ import annotations
 
-import json
-
 import cv2
 import numpy as np
 import pytest
-
-from tcdcn.augment import denormalise, face_crop, square_crop
+from tcdcn.geometry import denormalise, face_crop, square_crop
 from tcdcn.schemes import TASKS
 
 pytestmark = pytest.mark.caffe
 
 
 def test_points_map_back_to_the_image(model_dir, caffe):
-    from tcdcn.inference import LandmarkModel
+    from tcdcn.landmarks import LandmarkModel
     model = LandmarkModel(model_dir, batch=4)
     rng = np.random.default_rng(1)
     image = rng.integers(0, 256, (120, 160), dtype=np.uint8)
@@ -24,9 +21,8 @@ def test_points_map_back_to_the_image(model_dir, caffe):
     for box, face in zip(boxes, faces):
         centre, side = square_crop(box)
         crop = face_crop(image, box, 40)[0].astype(np.float32)[None, None]
-        model.net.blobs["data"].reshape(1, 1, 40, 40)
-        model.net.blobs["data"].data[...] = crop
-        out = model.net.forward()
+        with model.nets.use() as held:
+            out = held.forward(crop)
         pts = denormalise(out["landmarks"].reshape(-1, 2), 40)
         # crop coordinates -> image: x = centre + (x_crop + 0.5 - 20) * side / 40
         expected = centre + (pts + 0.5 - 20) * side / 40
@@ -34,11 +30,10 @@ def test_points_map_back_to_the_image(model_dir, caffe):
         for t in TASKS:
             label, prob = face.attributes[t.name]
             assert label in t.classes and 0 < prob <= 1
-    model._set_batch(4)
 
 
 def test_batches_give_the_same_answers(model_dir):
-    from tcdcn.inference import LandmarkModel
+    from tcdcn.landmarks import LandmarkModel
     image = np.random.default_rng(2).integers(0, 256, (100, 100), dtype=np.uint8)
     boxes = np.array([[5 + i, 5, 55 + i, 55] for i in range(7)], float)
     one = LandmarkModel(model_dir, batch=1).predict(image, boxes)
@@ -72,7 +67,7 @@ def test_detector_api_with_given_boxes_and_image_kinds(model_dir, tmp_path):
 
 
 def test_calibration_moves_boxes():
-    from tcdcn.detect import Calibration
+    from tcdcn.detection.base import Calibration
     out = Calibration(dx=0.1, dy=-0.2, scale=2.0).apply(np.array([[0, 0, 10, 10]]))
     np.testing.assert_allclose(out, [[-4, -7, 16, 13]])  # centre (6, 3), side 20
 
@@ -80,12 +75,12 @@ def test_calibration_moves_boxes():
 def test_evaluation_on_synthetic_faces(model_dir, dataset):
     """evaluate() runs end to end on list, landmark and detector boxes; an untrained model
     is far off, and the report says so."""
-    from tcdcn.evaluation import evaluate
-    from tcdcn.inference import LandmarkModel
-    from tcdcn.lmdb_build import load_samples
+    from tcdcn.data.datasets import load_samples
+    from tcdcn.evaluation.evaluate import evaluate
+    from tcdcn.landmarks import LandmarkModel
     samples, _, _ = load_samples("mtfl", dataset)
     model = LandmarkModel(model_dir)
-    from tcdcn.evaluation import find_boxes
+    from tcdcn.evaluation.evaluate import find_boxes
     # boxes given from outside are the boxes used: shifting them moves the error
     boxes = find_boxes(model, samples, "landmarks")
     given = evaluate(model, samples, "landmarks", boxes=boxes)
@@ -113,10 +108,9 @@ def test_evaluation_on_synthetic_faces(model_dir, dataset):
 
 
 def test_list_boxes_required_for_list_mode(model_dir, dataset):
-    from tcdcn.datasets import DataError
-    from tcdcn.evaluation import evaluate
-    from tcdcn.inference import LandmarkModel
-    from tcdcn.lmdb_build import load_samples
+    from tcdcn.data.datasets import DataError, load_samples
+    from tcdcn.evaluation.evaluate import evaluate
+    from tcdcn.landmarks import LandmarkModel
     (dataset / "CNN_FacePoint" / "trainImageList.txt").unlink()   # no boxes any more
     samples, _, _ = load_samples("mtfl", dataset)
     with pytest.raises(DataError, match="has no box for this face"):
@@ -145,7 +139,8 @@ layer { name: "lc" type: "LocallyConnected" bottom: "x" top: "y"
 
 def test_opencv_export_matches_caffe(model_dir, tmp_path):
     import shutil
-    from tcdcn.inference import LandmarkModel
+
+    from tcdcn.landmarks import LandmarkModel
     folder = tmp_path / "m"
     shutil.copytree(model_dir, folder)
     out = run_tool("export_opencv.py", "--model", folder)
@@ -174,22 +169,24 @@ def test_opencv_export_matches_caffe(model_dir, tmp_path):
 
 def run_tool(name, *args):
     import sys
-    from conftest import REPO, run
+
+    from tests.helpers import REPO, run
     return run([sys.executable, REPO / "tools" / name, *args])
 
 
 
 def mtcnn_dir():
     """The bundled MTCNN models (tcdcn/models/mtcnn)."""
-    from tcdcn.mtcnn import bundled_models
-    return bundled_models()
+    from tcdcn.models import bundled
+    return bundled("mtcnn")
 
 
 def test_bundled_mtcnn_models_are_the_authors_files():
     """Shipped unchanged, with their licence; when ../shared/models/mtcnn is here, the same
     bytes."""
     import hashlib
-    from conftest import SHARED_MODELS
+
+    from tests.helpers import SHARED_MODELS
     folder = mtcnn_dir()
     assert "MIT License" in (folder / "LICENSE").read_text()
     assert "kpzhang93/MTCNN_face_detection_alignment" in (folder / "README.md").read_text()
@@ -205,7 +202,7 @@ def test_bundled_mtcnn_models_are_the_authors_files():
 
 def test_mtcnn_finds_the_astronaut():
     import skimage.data
-    from tcdcn.mtcnn import MTCNNDetector
+    from tcdcn.detection.mtcnn import MTCNNDetector
     image = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)
     boxes, scores = MTCNNDetector(mtcnn_dir()).raw(image)
     assert len(boxes) == 1 and scores[0] > 0.9
@@ -221,8 +218,8 @@ def test_mtcnn_points_and_face_check_on_the_astronaut():
     scores her box high and an empty wall low; crops from the points use the box rule."""
     import skimage.data
     from tcdcn.boxes import MTFL_BOX_RULE, box_from_landmarks
-    from tcdcn.detect import FromPoints
-    from tcdcn.mtcnn import MTCNNDetector
+    from tcdcn.detection.mtcnn import MTCNNDetector
+    from tcdcn.detection.search import FromPoints
     image = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)
     det = MTCNNDetector(mtcnn_dir())
     boxes, scores, points = det.raw_points(image)
@@ -240,12 +237,13 @@ def test_mtcnn_points_and_face_check_on_the_astronaut():
 def test_mtcnn_backends_agree(caffe):
     """Our Caffe and stock OpenCV dnn run the same MTCNN: same boxes, scores and points."""
     import skimage.data
-    from tcdcn.mtcnn import MTCNNDetector
-    from conftest import SHARED_DATA
+    from tcdcn.detection.mtcnn import MTCNNDetector
+
+    from tests.helpers import SHARED_DATA
     images = [cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)]
     listing = SHARED_DATA / "MTFL" / "testing.txt"
     if listing.is_file():
-        from tcdcn.datasets import read_mtfl
+        from tcdcn.data.datasets import read_mtfl
         images += [cv2.copyMakeBorder(cv2.imread(str(s.image)), 30, 30, 30, 30,
                                       cv2.BORDER_REPLICATE)
                    for s in read_mtfl(listing, SHARED_DATA / "MTFL")[:10]]
@@ -263,27 +261,28 @@ def test_mtcnn_backends_agree(caffe):
 
 
 def test_mtcnn_opencv_nets_run_unfused_with_the_same_results():
-    """tcdcn.mtcnn loads MTCNN's nets with OpenCV's layer fusion off (faster with their
+    """tcdcn.detection.mtcnn loads MTCNN's nets with OpenCV's layer fusion off (faster with their
     PReLUs): the classic cascade and the S-Net path find the same boxes, scores and points,
     to the bit, as with OpenCV's default (fusion on)."""
     import skimage.data
-    from tcdcn.mtcnn import MTCNNDetector
-    from tcdcn.snet import SNetNet
+    from tcdcn.detection.mtcnn import MTCNNDetector
+    from tcdcn.detection.snet import SNetNet
     image = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)
     ours, fused = MTCNNDetector(backend="opencv"), MTCNNDetector(backend="opencv")
     x = np.random.default_rng(0).uniform(-1, 1, (1, 3, 48, 48)).astype(np.float32)
-    for net in fused.nets:
-        net.enableFusion(True)
+    with fused.nets.use() as nets:
+        for net in nets:
+            net.enableFusion(True)
     timings = []
     for det in (ours, fused):   # the loaded nets differ in how they run, not in what
-        det.nets[2].setInput(x)
-        det.nets[2].forward(["prob1"])
-        timings.append(np.count_nonzero(det.nets[2].getPerfProfile()[1]))
+        with det.nets.use() as nets:
+            nets[2].setInput(x)
+            nets[2].forward(["prob1"])
+            timings.append(np.count_nonzero(nets[2].getPerfProfile()[1]))
     assert timings[0] > timings[1]   # unfused: the PReLUs run as layers of their own
     for snet in (False, True):
-        for det in (ours, fused):
-            det.first_stage = SNetNet() if snet else None
-        a, b = ours.raw_points(image), fused.raw_points(image)
+        first = SNetNet() if snet else None
+        a, b = (det.variant(first_stage=first).raw_points(image) for det in (ours, fused))
         assert len(a[0]) >= 1
         for u, v in zip(a, b):
             np.testing.assert_array_equal(u, v)
@@ -293,7 +292,7 @@ def test_mtcnn_crops_match_a_crop_by_crop_reference():
     """mtcnn._crops (all crops converted at once) against the plain recipe, crop by crop:
     resample the box to size x size (border 128, or 127.5 on the float input), RGB,
     (v - 127.5) / 128, transposed to C x W x H for the Matlab-trained nets."""
-    from tcdcn.mtcnn import _crops
+    from tcdcn.detection.mtcnn import _crops
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)
     boxes = np.array([[10.0, 5.0, 60.0, 55.0, 0.9], [-20.0, 40.0, 30.0, 95.0, 0.5],
@@ -313,37 +312,39 @@ def test_mtcnn_crops_match_a_crop_by_crop_reference():
     assert _crops(image, np.zeros((0, 5)), 48).shape == (0, 3, 48, 48)
 
 
-def test_mtcnn_keeps_the_classic_stages_of_an_image_for_its_last_resort():
-    """The classic search keeps P-Net's candidates and R-Net's outputs per image: the same
-    image again (the last resort's other R-Net / O-Net bars, in a copy) runs neither net
-    and finds what a fresh detector finds; forget() and other pixels run them again; at
-    most KEEP_AT_MOST images are kept."""
-    import copy
+def test_mtcnn_keeps_the_classic_stages_of_an_image_for_its_last_resort(monkeypatch):
+    """Within one search (base.Search), the classic search keeps P-Net's candidates and
+    R-Net's outputs per image: the same image again (the last resort's other R-Net / O-Net
+    bars, in a variant) runs neither net and finds what a fresh detector finds; other
+    pixels and a new search run them again; at most KEEP_AT_MOST images are kept."""
     import skimage.data
-    import tcdcn.mtcnn as mtcnn
+    from tcdcn.detection import mtcnn
+    from tcdcn.detection.base import Search
     image = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)[:300, 80:380]
-    det = mtcnn.MTCNNDetector()
     runs = []
-    real = det._stages_1_2
-    det._stages_1_2 = lambda img, smallest: runs.append(1) or real(img, smallest)
-    first = det.raw_points(image)
+    real = mtcnn.MTCNNDetector._stages_1_2
+    monkeypatch.setattr(mtcnn.MTCNNDetector, "_stages_1_2",
+                        lambda self, *a: runs.append(1) or real(self, *a))
+    det = mtcnn.MTCNNDetector()
+    search = Search()
+    first = det.raw_points(image, search=search)
     assert len(runs) == 1 and len(first[0]) == 1
-    relaxed = copy.copy(det)
-    relaxed.thresholds = mtcnn.LAST_RESORT
+    relaxed = det.variant(thresholds=mtcnn.LAST_RESORT)
     for searcher, thresholds in ((det, mtcnn.THRESHOLDS), (relaxed, mtcnn.LAST_RESORT)):
-        got = searcher.raw_points(image)
-        fresh = mtcnn.MTCNNDetector(thresholds=thresholds).raw_points(image)
+        got = searcher.raw_points(image, search=search)
         assert len(runs) == 1
+        fresh = mtcnn.MTCNNDetector(thresholds=thresholds).raw_points(image)
+        assert len(runs) == 2
+        runs.pop()
         for a, b in zip(got, fresh):
             np.testing.assert_array_equal(a, b)
-    det.raw_points(image[::-1].copy())
+    det.raw_points(image[::-1].copy(), search=search)
     assert len(runs) == 2
-    det.forget()
-    det.raw_points(image)
+    det.raw_points(image, search=Search())
     assert len(runs) == 3
     for k in range(mtcnn.KEEP_AT_MOST + 3):
-        det.raw_points(image[k:])
-    assert len(det._kept) == mtcnn.KEEP_AT_MOST
+        det.raw_points(image[k:], search=search)
+    assert len(search._memo["mtcnn"]) == mtcnn.KEEP_AT_MOST
 
 
 def test_mtcnn_lazy_stages_find_the_same_faces_with_fewer_crops(monkeypatch):
@@ -351,14 +352,15 @@ def test_mtcnn_lazy_stages_find_the_same_faces_with_fewer_crops(monkeypatch):
     every stage): the same faces, boxes within a few pixels, and fewer crops evaluated; a
     rejected best box still lets its neighbours through (the second pass)."""
     import skimage.data
-    import tcdcn.mtcnn as mtcnn
-    from tcdcn.detect import iou
-    from conftest import SHARED_DATA
+    from tcdcn.detection import mtcnn
+    from tcdcn.detection.base import iou
+
+    from tests.helpers import SHARED_DATA
     astronaut = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)
     images = [astronaut, np.hstack([astronaut[:300, 100:350]] * 3)]   # one face, then three
     listing = SHARED_DATA / "MTFL" / "testing.txt"
     if listing.is_file():
-        from tcdcn.datasets import read_mtfl
+        from tcdcn.data.datasets import read_mtfl
         images += [cv2.copyMakeBorder(cv2.imread(str(s.image)), 20, 20, 20, 20,
                                       cv2.BORDER_REPLICATE)
                    for s in read_mtfl(listing, SHARED_DATA / "MTFL")[:12]]
@@ -402,7 +404,7 @@ def test_mtcnn_lazy_stages_find_the_same_faces_with_fewer_crops(monkeypatch):
 
 
 def test_mtcnn_rejects_bad_nms_and_lazy_settings():
-    from tcdcn.mtcnn import MTCNNDetector
+    from tcdcn.detection.mtcnn import MTCNNDetector
     with pytest.raises(ValueError, match="lazy"):
         MTCNNDetector(lazy=(0.5,))
     with pytest.raises(ValueError, match="nms_thresholds"):
@@ -410,14 +412,15 @@ def test_mtcnn_rejects_bad_nms_and_lazy_settings():
 
 
 def test_mtcnn_missing_models_say_where_to_get_them(tmp_path):
-    from tcdcn.mtcnn import MTCNNDetector
+    from tcdcn.detection.mtcnn import MTCNNDetector
     with pytest.raises(FileNotFoundError, match="kpzhang93/MTCNN_face_detection_alignment"):
         MTCNNDetector(tmp_path)
 
 
 def test_mtcnn_corrupt_model_names_the_file(tmp_path):
     import shutil
-    from tcdcn.mtcnn import MTCNNDetector
+
+    from tcdcn.detection.mtcnn import MTCNNDetector
     for f in mtcnn_dir().glob("det*"):
         shutil.copy(f, tmp_path / f.name)
     (tmp_path / "det2.caffemodel").write_bytes(b"not a caffemodel")
@@ -427,21 +430,24 @@ def test_mtcnn_corrupt_model_names_the_file(tmp_path):
 
 def test_haar_finds_the_astronaut():
     import skimage.data
-    from tcdcn.detect import HaarDetector
+    from tcdcn.detection.haar import HaarDetector
     grey = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2GRAY)
     boxes, _ = HaarDetector().raw(grey)
     centres = [((l + r) / 2, (t + b) / 2) for l, t, r, b in boxes]
     assert any(190 < x < 260 and 80 < y < 150 for x, y in centres), boxes
 
 
+@pytest.mark.slow
 def test_mtcnn_recall_tool_on_a_few_validation_faces(tmp_path, python_exe):
     """tools/mtcnn_recall.py (the numbers behind mtcnn.LAZY, NMS and the borders): every
     setting on the three sets, the lazy ones running no more O-Net crops than the authors'
     cascade, the default row carrying the package's defaults."""
     import json
-    from conftest import REPO, SHARED_DATA, run
-    from tcdcn import mtcnn
-    from tcdcn.detect import DEFAULT_PADS, DEFAULT_TURNS
+
+    from tcdcn.detection import mtcnn
+    from tcdcn.detection.search import DEFAULT_PADS, DEFAULT_TURNS
+
+    from tests.helpers import REPO, SHARED_DATA, run
     if not (SHARED_DATA / "300W").is_dir() or not (SHARED_DATA / "MTFL").is_dir():
         pytest.skip("needs ../shared/data (300W and MTFL)")
     out = tmp_path / "recall.json"

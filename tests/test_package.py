@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import REPO, run
+from tests.helpers import REPO, run
 
 pytestmark = [pytest.mark.slow]
 
@@ -45,21 +45,31 @@ def test_wheel_holds_the_model_and_nothing_else(wheel):
     assert "tcdcn/cli.py" in names and "tcdcn/__main__.py" in names
     assert not [n for n in names if n.endswith(".png") or "training_log" in n]
     assert not [n for n in names if n.startswith(("tests/", "shared/", "data/"))]
+    import tcdcn  # the version is written once, in the package, and the wheel takes it
+    assert wheel.name.startswith(f"tcdcn-{tcdcn.__version__}-"), wheel.name
     entry = [n for n in names if n.endswith("entry_points.txt")]
     assert "tcdcn-detect = tcdcn.cli:main" in zipfile.ZipFile(wheel).read(entry[0]).decode()
 
 
-def test_fresh_environment_finds_the_faces_like_the_caffe_backend(wheel, tmp_path):
-    import skimage.data
-    photo = tmp_path / "astronaut.png"
-    cv2.imwrite(str(photo), cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR))
-    venv = tmp_path / "venv"
+@pytest.fixture(scope="module")
+def installed(wheel, tmp_path_factory):
+    """A fresh virtual environment with the wheel installed: (its folder, environment)."""
+    venv = tmp_path_factory.mktemp("env") / "venv"
     assert run([sys.executable, "-m", "venv", str(venv)]).returncode == 0
-    py = venv / "bin" / "python"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    res = run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check", str(wheel)],
-              env=env)
+    res = run([venv / "bin" / "python", "-m", "pip", "install", "-q",
+               "--disable-pip-version-check", str(wheel)], env=env)
     assert res.returncode == 0, res.stderr[-3000:]
+    return venv, env
+
+
+@pytest.mark.caffe   # the comparison runs our Caffe backend here
+def test_fresh_environment_finds_the_faces_like_the_caffe_backend(installed, astronaut,
+                                                                   tmp_path):
+    photo = tmp_path / "astronaut.png"
+    cv2.imwrite(str(photo), astronaut)
+    venv, env = installed
+    py = venv / "bin" / "python"
     assert run([py, "-c", "import caffe"], env=env).returncode != 0, "pycaffe leaked in"
     listed = run([py, "-m", "pip", "list", "--format=freeze"], env=env).stdout.lower()
     extra = {l.split("==")[0] for l in listed.split()} - {"tcdcn", "numpy",
@@ -81,3 +91,30 @@ def test_fresh_environment_finds_the_faces_like_the_caffe_backend(wheel, tmp_pat
     for a, b in zip(sorted(ours, key=lambda f: f.box[0]), sorted(faces, key=lambda f: f["box"][0])):
         np.testing.assert_allclose(a.box, b["box"], atol=0.01)
         np.testing.assert_allclose(a.landmarks, np.array(b["landmarks"]), atol=0.02)
+
+
+def test_installed_detector_can_be_shared_by_threads(installed, astronaut, tmp_path):
+    """The installed package (OpenCV backend, no pycaffe): one Detector called from 8
+    threads on 50 different images each gives what one thread gives (tests/test_threads.py's
+    check, run in the fresh environment)."""
+    import inspect
+
+    from tests import test_threads
+    venv, env = installed
+    photo = tmp_path / "astronaut.png"
+    cv2.imwrite(str(photo), astronaut)
+    script = "\n".join([
+        "import sys, cv2, numpy as np",
+        "from concurrent.futures import ThreadPoolExecutor",
+        "from tcdcn.api import Detector",
+        f"THREADS, PER_THREAD = {test_threads.THREADS}, {test_threads.PER_THREAD}",
+        inspect.getsource(test_threads.varied_images),
+        inspect.getsource(test_threads.as_numbers),
+        inspect.getsource(test_threads.shared_by_threads),
+        f"images = varied_images(cv2.imread({str(photo)!r}), THREADS * PER_THREAD)",
+        "alone, threaded = shared_by_threads(Detector(), images)",
+        "print(sum(a != b for a, b in zip(alone, threaded)), sum(len(a) > 0 for a in alone))"])
+    res = run([venv / "bin" / "python", "-c", script], env=env, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    differ, with_faces = (int(v) for v in res.stdout.split())
+    assert differ == 0 and with_faces > 200

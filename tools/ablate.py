@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+from tcdcn.paths import data_root
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -141,7 +142,7 @@ def main(argv=None) -> int:
                               capture_output=True, check=True).stdout
         (args.out / "start.caffemodel.tmp").write_bytes(blob)
         (args.out / "start.caffemodel.tmp").replace(args.out / "start.caffemodel")
-    root = str(args.root) if args.root else os.environ.get("TCDCN_DATA", "../shared/data")
+    root = str(data_root(args.root))
     for variant, flags in SUITES[args.suite].items():
         if args.only and not any(variant.startswith(o) for o in args.only):
             continue

@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+from tcdcn.paths import data_root
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -43,11 +44,11 @@ def end_to_end_suite(args, det, astronaut) -> dict:
     tracking mode's cost per frame between detections."""
     import cv2
     import numpy as np
-    from tcdcn.tracking import Tracker
-    root = Path(os.environ.get("TCDCN_DATA", "../shared/data"))
+    from tcdcn.video.tracking import Tracker
+    root = data_root()
     listing = root / "MTFL" / "testing.txt"
     if listing.is_file():
-        from tcdcn.datasets import read_mtfl
+        from tcdcn.data.datasets import read_mtfl
         paths = [s.image for s in read_mtfl(listing, root / "MTFL")[:args.faces]]
         images = [cv2.imread(str(p)) for p in paths]
         source = f"the first {len(images)} AFLW test images (MTFL testing.txt), 150x150"
@@ -163,16 +164,17 @@ def end_to_end_suite(args, det, astronaut) -> dict:
 
 
 def mtcnn_fusion(args) -> dict:
-    """MTCNN's nets through OpenCV dnn as tcdcn.mtcnn loads them (layer fusion off) against
+    """MTCNN's nets through OpenCV dnn as tcdcn.detection.mtcnn loads them (layer fusion off) against
     OpenCV's default (its convolutions fused with the PReLUs after them): ms per forward and
     the ratio, on the shapes the default detector gives them (O-Net one crop, R-Net four,
     P-Net the first level of a 150x150 image's classic search), and whether the outputs
     agree to the bit."""
     import cv2
     import numpy as np
-    from tcdcn.mtcnn import MTCNNDetector, ONET_OUTPUTS, bundled_models
+    from tcdcn.detection.mtcnn import ONET_OUTPUTS, MTCNNDetector
+    from tcdcn.models import bundled
     ours = MTCNNDetector(backend="opencv").nets
-    folder = bundled_models()
+    folder = bundled("mtcnn")
     rng = np.random.default_rng(0)
     out = {}
     for i, name, shape, names in ((0, "pnet", (1, 3, 108, 108), ["prob1", "conv4-2"]),
@@ -219,8 +221,8 @@ def direct_conv(args, model_dir) -> dict:
     ms per forward, ratios, and the largest output difference."""
     import caffe
     import numpy as np
-    from tcdcn.inference import LandmarkModel
-    from tcdcn.snet import SNetNet
+    from tcdcn.detection.snet import SNetNet
+    from tcdcn.landmarks import LandmarkModel
     rng = np.random.default_rng(0)
     model = LandmarkModel(model_dir, batch=2, backend="caffe")   # its input: 2 crops
     net = model.net
@@ -282,8 +284,9 @@ def main(argv=None) -> int:
     import cv2
     import numpy as np
     cv2.setNumThreads(1)
-    from tcdcn.api import DEFAULT_MODEL, Detector
-    from tcdcn.inference import LandmarkModel
+    from tcdcn.api import Detector
+    from tcdcn.landmarks import LandmarkModel
+    from tcdcn.models import DEFAULT_MODEL
     model_dir = args.model or DEFAULT_MODEL
     crops = np.random.default_rng(0).integers(0, 256, (1024, 1, 40, 40)).astype(np.float32)
     shown = Path(model_dir).resolve()   # recorded relative to the project, like the flags
@@ -323,7 +326,7 @@ def main(argv=None) -> int:
     results["opencv_over_caffe_batch1"] = (results["opencv"]["batch1_ms_per_face"]
                                            / results["caffe"]["batch1_ms_per_face"])
     results["mtcnn_unfused"] = mtcnn_fusion(args)
-    from tcdcn.inference import default_backend
+    from tcdcn.models import default_backend
     if default_backend() == "caffe":
         results["direct_conv"] = direct_conv(args, model_dir)
     import skimage.data

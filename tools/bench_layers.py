@@ -83,7 +83,7 @@ def bench_conv4(caffe, np, repeats: int, iters: int) -> dict:
 
 
 def bench_data(caffe, np, records: int, repeats: int) -> dict:
-    from tcdcn.lmdb_io import encode_datum, write_lmdb
+    from tcdcn.data.lmdb_io import encode_datum, write_lmdb
     batch = 256
     rng = np.random.default_rng(1)
     with tempfile.TemporaryDirectory() as tmp:
@@ -103,8 +103,8 @@ def bench_data(caffe, np, records: int, repeats: int) -> dict:
                 read_net.forward()
             read_rates.append(steps * batch / (time.perf_counter() - start))
 
-        # the released net's own train/val definition (tcdcn/net.py), reading the same LMDB
-        from tcdcn.net import train_net as tcdcn_train_net
+        # the released net's own train/val definition (tcdcn/training/net.py), reading the same LMDB
+        from tcdcn.training.net import train_net as tcdcn_train_net
         train_net = load(caffe, tcdcn_train_net(source, source, "multitask", batch=batch),
                          caffe.TRAIN)
         train_net.forward()
@@ -125,8 +125,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)
     os.environ.setdefault("GLOG_minloglevel", "2")
-    import numpy as np
     import caffe
+    import numpy as np
     caffe.set_mode_cpu()
 
     conv4 = bench_conv4(caffe, np, args.repeats, args.iters)

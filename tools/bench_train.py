@@ -48,7 +48,7 @@ def mkl_runtime() -> Path:
     prefix = os.environ.get("TCDCN_MKL")
     if not prefix:
         try:
-            from tcdcn.caffe_build import build_info
+            from tcdcn.build.caffe_build import build_info
             prefix = build_info().mkl_root
         except FileNotFoundError:
             prefix = None
@@ -116,7 +116,7 @@ def parse_args(argv):
 
 def make_lmdb(folder: Path, records: int, seed: int = 0) -> None:
     import numpy as np
-    from tcdcn.lmdb_io import encode_datum, write_lmdb
+    from tcdcn.data.lmdb_io import encode_datum, write_lmdb
     from tcdcn.schemes import SCHEMES, TASKS
     rng = np.random.default_rng(seed)
     k = SCHEMES["5pt"].count
@@ -156,7 +156,7 @@ def sgemm_gflops(threads: int, n: int = 1536, repeats: int = 5) -> float:
 
 def worker(args) -> dict:
     import caffe
-    from tcdcn.net import NetOptions, SolverOptions, solver, train_net
+    from tcdcn.training.net import NetOptions, SolverOptions, solver, train_net
     caffe.set_mode_cpu()
     threads = int(os.environ.get("OMP_NUM_THREADS", "1"))
     with tempfile.TemporaryDirectory() as tmp:

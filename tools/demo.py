@@ -22,7 +22,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=Path("demo_out"))
     args = p.parse_args(argv)
     os.environ.setdefault("GLOG_minloglevel", "2")
-    from tcdcn.api import DEFAULT_MODEL, Detector, draw, load_image
+    from tcdcn.api import Detector, draw
+    from tcdcn.image import load_image
+    from tcdcn.models import DEFAULT_MODEL
     if args.image:
         image, name = load_image(args.image), args.image.stem
     else:

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "python"))
-from tcdcn.cli import main  # noqa: E402
+from tcdcn.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -37,21 +37,19 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "python"))   # tcdcn.training is standard library only
-from tcdcn.training import LogParser  # noqa: E402
+sys.path.insert(0, str(REPO / "python"))   # tcdcn.build and tcdcn.training.monitor: standard library only
+from tcdcn.build.device import (  # noqa: E402
+    ACCURACY_TOLERANCE,
+    CUDA_LIBS,
+    LOSS_TOLERANCE,
+    SUITES,
+    SYSTEM_LIBS,
+    parse_test_outputs,
+)
+from tcdcn.paths import git_commit  # noqa: E402
+from tcdcn.training.monitor import LogParser  # noqa: E402
+
 PACK = REPO / ".device"
-# The gtest suites: ours, and upstream's for every layer type the TCDCN nets use.
-SUITES = ["LocallyConnectedLayerTest", "WingLossLayerTest", "MultiLabelDataLayerTest",
-          "FastCpuPathsTest", "ConvolutionLayerTest", "PoolingLayerTest",
-          "InnerProductLayerTest", "NeuronLayerTest", "MVNLayerTest", "SliceLayerTest",
-          "EuclideanLossLayerTest", "SoftmaxWithLossLayerTest", "AccuracyLayerTest"]
-# Libraries the GPU machine provides itself: the C/C++ runtime and CUDA's.
-SYSTEM_LIBS = re.compile(r"^(linux-vdso|ld-linux|libc\.|libm\.|libdl\.|librt\.|libpthread\."
-                         r"|libstdc\+\+|libgcc_s|libcuda\.|libcudart|libcublas|libcurand"
-                         r"|libnvidia)")
-CUDA_LIBS = ("libcudart.so", "libcublas.so", "libcublasLt.so", "libcurand.so")
-LOSS_TOLERANCE = 1e-3       # relative, per batch
-ACCURACY_TOLERANCE = 0.02   # absolute, per batch of 100: two faces
 PARITY_NETS = {"multitask (Euclidean)": "multitask.prototxt", "finetune (Wing loss)": "wing.prototxt"}
 
 
@@ -75,7 +73,7 @@ def prepare(args) -> int:
     version = subprocess.run([nvcc, "--version"], capture_output=True, text=True).stdout
     version = (re.findall(r"release [\d.]+", version) or ["?"])[-1]
     extra = f"device;sm_90;{version};gcc={subprocess.run(['gcc', '-dumpfullversion'], capture_output=True, text=True).stdout.strip()}"
-    key = subprocess.run([sys.executable, REPO / "tools" / "caffe_source.py", "hash", "--extra",
+    key = subprocess.run([sys.executable, REPO / "python" / "tcdcn" / "build" / "caffe_source.py", "hash", "--extra",
                           extra], capture_output=True, text=True, check=True).stdout.strip()[:16]
     build = cache / f"device-{key}"
     lt_dir = cublaslt_dir(cache, info)
@@ -188,8 +186,7 @@ def pack(build: Path, key: str, args) -> None:
     size = sum(p.stat().st_size for p in PACK.rglob("*") if p.is_file())
     (PACK / "manifest.json").write_text(json.dumps(
         {"build_key": key, "libraries": sorted(libs), "bytes": size, "local_cuda_libs": local,
-         "commit": subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"],
-                                  capture_output=True, text=True).stdout.strip()}, indent=1) + "\n")
+         "commit": git_commit(REPO, mark_dirty=False)}, indent=1) + "\n")
     print(f"packed {PACK}: {size / 2**20:.1f} MiB ({len(libs)} libraries); on the GPU machine: "
           "tools/device_check.sh run (carry .device)")
 
@@ -199,7 +196,7 @@ NETS_SCRIPT = r"""
 import json, sys
 from dataclasses import replace
 from pathlib import Path
-from tcdcn.net import NetOptions, SolverOptions, solver, train_net
+from tcdcn.training.net import NetOptions, SolverOptions, solver, train_net
 d = Path(sys.argv[1])
 train, val = "data/lmdb/train_lmdb", "data/lmdb/val_lmdb"   # relative to the pack
 # the released model's layout (its heads), so that every layer takes the released weights
@@ -251,12 +248,6 @@ def unpack(dest: Path) -> dict:
     return env
 
 
-def parse_test_outputs(log: str) -> dict[str, list[float]]:
-    """`caffe test`'s per-batch outputs: name -> values in batch order."""
-    out: dict[str, list[float]] = {}
-    for m in re.finditer(r"Batch \d+, (\S+) = (\S+)", log):
-        out.setdefault(m.group(1), []).append(float(m.group(2)))
-    return out
 
 
 def gtests(dest: Path, env: dict, out: Path, gpu: bool) -> dict:

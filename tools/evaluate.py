@@ -24,14 +24,20 @@ import os
 import sys
 from pathlib import Path
 
+from tcdcn.data.datasets import DataError, load_samples
+from tcdcn.detection.factory import DetectorSettings
+from tcdcn.evaluation.evaluate import evaluate, format_table, plot_ced
+from tcdcn.landmarks import LandmarkModel
+from tcdcn.paths import data_root
+
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, required=True, help="model folder (model.json inside)")
     p.add_argument("--dataset", choices=("mtfl", "facepoint", "300w"), required=True)
-    p.add_argument("--root", type=Path,
-                   default=Path(os.environ.get("TCDCN_DATA", "../shared/data")))
+    p.add_argument("--root", type=Path, default=data_root(),
+                   help="data root (default $TCDCN_DATA or ../shared/data)")
     p.add_argument("--list", type=Path, help="list file (mtfl default: MTFL/testing.txt)")
     p.add_argument("--boxes", choices=("list", "detector", "landmarks"), default="landmarks")
     p.add_argument("--detector", choices=("mtcnn", "haar"), default="mtcnn")
@@ -58,10 +64,6 @@ def parse_args(argv):
 def main(argv=None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("GLOG_minloglevel", "2")
-    from tcdcn.datasets import DataError
-    from tcdcn.evaluation import evaluate, format_table, plot_ced
-    from tcdcn.inference import LandmarkModel
-    from tcdcn.lmdb_build import load_samples
     try:
         list_path = args.list
         if args.dataset == "mtfl" and list_path is None:
@@ -74,13 +76,16 @@ def main(argv=None) -> int:
             model.crop_scale = args.crop_scale
         if args.refine is None:
             args.refine = int(model.meta.get("refine", 0))
-        report = evaluate(model, samples, args.boxes, args.detector, args.mtcnn, args.refine,
-                          "auto" if args.detect_pad is None else args.detect_pad,
-                          crop_from=args.crop_from)
+        settings = DetectorSettings(name=args.detector, mtcnn_dir=args.mtcnn,
+                                    pad="auto" if args.detect_pad is None else args.detect_pad,
+                                    crop_from=args.crop_from)
+        report = evaluate(model, samples, args.boxes, settings, args.refine)
     except (DataError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    report.update(model=str(args.model), dataset=args.dataset, list=str(list_path),
+    faces_from = list_path or args.root   # a list file, or the folder of .pts files searched
+    report.update(model=str(args.model), dataset=args.dataset,
+                  list=str(list_path) if list_path else None, root=str(args.root),
                   flip=model.flip, crop_scale=model.crop_scale,
                   command=" ".join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:])))
     print(format_table(report))
@@ -94,7 +99,7 @@ def main(argv=None) -> int:
             print(f"error: cannot write {args.json}: {err.strerror}", file=sys.stderr)
             return 1
         ced = args.ced or args.json.with_suffix(".png")
-        plot_ced({args.boxes: report}, ced, f"{args.model.name} on {list_path.name}")
+        plot_ced({args.boxes: report}, ced, f"{args.model.name} on {faces_from.name}")
         print(f"wrote {args.json} and {ced}")
     return 0
 

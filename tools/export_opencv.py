@@ -24,7 +24,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     os.environ.setdefault("GLOG_minloglevel", "2")
     from tcdcn.export import export_opencv
-    from tcdcn.inference import LandmarkModel
+    from tcdcn.landmarks import LandmarkModel
     prototxt = export_opencv(args.model, args.model)
     meta_path = args.model / "model.json"
     meta = json.loads(meta_path.read_text())

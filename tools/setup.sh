@@ -130,7 +130,7 @@ elif [ -n "${TCDCN_CAFFE_TARBALL:-}" ]; then
   cmake_args+=(-DCAFFE_TARBALL="$(realpath "$TCDCN_CAFFE_TARBALL")")
   toolchain+=";tarball=$(sha256sum "$TCDCN_CAFFE_TARBALL" | cut -d' ' -f1)"
 fi
-key=$("$SYSTEM_PYTHON" "$ROOT/tools/caffe_source.py" hash --extra "$toolchain" | cut -c1-16)
+key=$("$SYSTEM_PYTHON" "$ROOT/python/tcdcn/build/caffe_source.py" hash --extra "$toolchain" | cut -c1-16)
 BUILD="$CACHE/build-$key"
 PREFIX="$BUILD/install"
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Teacher labels for the single-shot first stage (tcdcn.snet): every face MTCNN finds
+"""Teacher labels for the single-shot first stage (tcdcn.detection.snet): every face MTCNN finds
 (min face 12 px, a 25% border) in the MTFL training images that the detector validation
 sets leave out, with its box, score and five points. The annotated face of each image is
 added as an "ignore" region where MTCNN missed it.
@@ -15,12 +15,14 @@ import os
 import sys
 from pathlib import Path
 
+from tcdcn.paths import data_root
+
 REPO = Path(__file__).resolve().parent.parent
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--root", type=Path, default=Path(os.environ.get("TCDCN_DATA", "../shared/data")))
+    p.add_argument("--root", type=Path, default=data_root())
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--chunk", type=int, default=500)
     args = p.parse_args(argv)
@@ -28,10 +30,12 @@ def main(argv=None) -> int:
     import cv2
     import numpy as np
     cv2.setNumThreads(1)
-    from tcdcn.api import load_image
-    from tcdcn.detect import Padded, iou_matrix
-    from tcdcn.mtcnn import MTCNNDetector
-    from tcdcn.snet import label_row, training_faces
+    from tcdcn.data.detector_sets import training_faces
+    from tcdcn.detection.base import iou_matrix
+    from tcdcn.detection.mtcnn import MTCNNDetector
+    from tcdcn.detection.search import Padded
+    from tcdcn.image import load_image
+    from tcdcn.training.snet import label_row
     samples = training_faces(args.root)
     det = Padded(MTCNNDetector(min_size=12), 0.25)
     parts = []

@@ -73,9 +73,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("GLOG_minloglevel", "1")
     import caffe
-    from tcdcn.caffe_build import build_info
-    from tcdcn.lmdb_io import encode_datum, write_lmdb
-    from tcdcn.synthetic import dot_images, dot_net
+    from tcdcn.build.caffe_build import build_info
+    from tcdcn.data.lmdb_io import encode_datum, write_lmdb
+    from tcdcn.data.synthetic import dot_images, dot_net
 
     size, batch = 16, 64
     out = args.out.resolve()

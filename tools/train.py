@@ -6,8 +6,8 @@
 LMDB_DIR is a tools/make_lmdb.py output (train_lmdb, val_lmdb, manifest.json). Each stage
 runs as `caffe train -solver RUN_DIR/<stage>/solver.prototxt [-weights ...|-snapshot ...]`
 (the exact commands are printed and kept in RUN_DIR/state.json, so they can be run by
-hand). The orchestration is python/tcdcn/staged.py; the stages and the stopping rule
-python/tcdcn/training.py. Rerunning the same command
+hand). The orchestration is python/tcdcn/training/staged.py; the stopping rule
+python/tcdcn/training/monitor.py. Rerunning the same command
 continues from the last snapshot of the current stage. Writes RUN_DIR/log.json (every
 training loss and validation output), RUN_DIR/curves.png and RUN_DIR/best.caffemodel.
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 
 
 def parse_args(argv):
-    from tcdcn.net import INPUT_SIZE, NetOptions
+    from tcdcn.training.net import INPUT_SIZE, NetOptions
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--lmdb", type=Path, required=True, help="make_lmdb.py output folder")
@@ -93,7 +93,7 @@ def parse_args(argv):
     if args.stages and "heads" in args.stages and args.refit_heads <= 0:
         p.error("--stages heads needs --refit-heads ITERS (its cap)")
     if args.lr is None:
-        from tcdcn.net import SolverOptions
+        from tcdcn.training.net import SolverOptions
         args.lr = SolverOptions().base_lr
     return args
 
@@ -108,7 +108,7 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:   # started in the background
         signal.signal(signal.SIGINT, signal.default_int_handler)
-    from tcdcn.staged import train
+    from tcdcn.training.staged import train
     return train(args, shlex.join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:])))
 
 

@@ -1,3 +1,7 @@
-"""TCDCN: multi-task facial landmark and face attribute detection on patched BVLC Caffe."""
+"""TCDCN: multi-task facial landmark and face attribute detection on patched BVLC Caffe.
 
-__version__ = "0.1.0"
+    from tcdcn.api import Detector
+    faces = Detector()("photo.jpg")
+"""
+
+__version__ = "0.3.0"

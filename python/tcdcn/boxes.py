@@ -89,7 +89,7 @@ def box_from_landmarks(points: np.ndarray, rule: BoxRule = None) -> np.ndarray:
 
 def boxes_from_five_points(points: np.ndarray, rule: BoxRule) -> np.ndarray:
     """The rule's boxes for N faces' five points at once (N x 5 x 2 -> N x 4; the detector's
-    faces, detect.FromPoints): centred at the points' mean (reference) moved by (dx, dy) r,
+    faces, search.FromPoints): centred at the points' mean (reference) moved by (dx, dy) r,
     k r wide, r the points' RMS distance from their mean."""
     p = np.asarray(points, dtype=np.float64).reshape(-1, 5, 2)
     m = p.mean(axis=1)

@@ -15,12 +15,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import os.path
 import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
-IMAGE_EXT = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp"}
+import cv2
+
+from tcdcn.api import Detector, draw
+from tcdcn.detection.base import MIN_FACE
+from tcdcn.image import IMAGE_SUFFIXES, load_image
+from tcdcn.models import DEFAULT_MODEL
+from tcdcn.video.smoothing import LandmarkSmoother
+from tcdcn.video.tracking import Tracker
+
 VIDEO_EXT = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 
 
@@ -49,8 +59,8 @@ def parse_args(argv):
                         "N frames or when a face fails MTCNN's face check (0: detect every "
                         "frame)")
     p.add_argument("--batch", type=int, default=64, help="images per batch")
-    p.add_argument("--min-face", type=int, default=20, metavar="PX",
-                   help="smallest face searched, in pixels (default 20; 40 takes about 85%% of "
+    p.add_argument("--min-face", type=int, default=MIN_FACE, metavar="PX",
+                   help=f"smallest face searched, in pixels (default {MIN_FACE}; 40 takes about 85%% of "
                         "the detection time on small photos)")
     p.add_argument("--pad", type=float, nargs="+", default=None, metavar="FRACTION",
                    help="border added before detection, as fractions of the longer side, "
@@ -75,7 +85,7 @@ def expand(inputs: list[Path], ignored: list[str] | None = None) -> list[Path]:
     for path in inputs:
         if path.is_dir():
             for p in sorted(p for p in path.rglob("*") if p.is_file()):
-                if p.suffix.lower() in IMAGE_EXT | VIDEO_EXT:
+                if p.suffix.lower() in set(IMAGE_SUFFIXES) | VIDEO_EXT:
                     files.append(p)
                 elif ignored is not None:
                     ignored.append(str(p))
@@ -111,7 +121,6 @@ def progress_bar():
 
 def common_root(files: list[Path]) -> Path:
     """The deepest folder holding every input (annotated copies keep paths below it)."""
-    import os.path
     return Path(os.path.commonpath([str(f.resolve().parent) for f in files]))
 
 
@@ -125,7 +134,6 @@ def output_path(out: Path, f: Path, root: Path, suffix: str) -> Path:
 def run_chunk(detector, loaded, given, used, failed) -> list:
     """Faces per loaded image (None where one failed): batched, and image by image when
     the batch fails, so one bad image costs only itself."""
-    import cv2
     def one(f, im):
         if given is None:
             return detector(im)
@@ -152,7 +160,6 @@ def run_chunk(detector, loaded, given, used, failed) -> list:
 def read_boxes(path: Path) -> dict[str, list[list[float]]]:
     """`image left top right bottom` per line (UTF-8, a BOM is fine); every box finite with
     right > left and bottom > top. Errors name the file and line."""
-    import math
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such boxes file")
     text = path.read_bytes().decode("utf-8", errors="replace").lstrip("\ufeff")
@@ -179,11 +186,7 @@ def read_boxes(path: Path) -> dict[str, list[list[float]]]:
 def main(argv=None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("GLOG_minloglevel", "2")
-    import cv2
     tqdm = progress_bar()
-    from tcdcn.api import DEFAULT_MODEL, Detector, draw, load_image
-    from tcdcn.smoothing import LandmarkSmoother
-    from tcdcn.tracking import Tracker
 
     try:
         detector = Detector(args.model or DEFAULT_MODEL, batch=args.batch,

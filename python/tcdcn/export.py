@@ -10,6 +10,7 @@ the layout the LocallyConnected layer produces, so the layers after it are uncha
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +43,6 @@ def export_opencv(model_dir: Path, out_dir: Path) -> Path:
     from google.protobuf import text_format
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
-    import json
     meta = json.loads((model_dir / "model.json").read_text())
     deploy = model_dir / meta["files"]["deploy"]
     net = caffe.Net(str(deploy), caffe.TEST, weights=str(model_dir / meta["files"]["weights"]))

@@ -53,18 +53,24 @@ def _ibug68() -> LandmarkScheme:
 
 
 SIXTY_EIGHT_POINT = _ibug68()
+
+
 # 68-point inter-pupil normalisation: the centres of the two eyes' six points.
 IBUG68_PUPILS = ((36, 37, 38, 39, 40, 41), (42, 43, 44, 45, 46, 47))
+
 
 # 68-point regions (0-based index ranges), for per-region errors and for drawing contours.
 IBUG68_REGIONS = {"jaw": range(0, 17), "brows": range(17, 27), "nose": range(27, 36),
                   "eyes": range(36, 48), "mouth": range(48, 68)}
+
+
 # Polylines drawn for 68 points: (indices, closed).
 IBUG68_CONTOURS = (
     (tuple(range(0, 17)), False), (tuple(range(17, 22)), False), (tuple(range(22, 27)), False),
     (tuple(range(27, 31)), False), (tuple(range(31, 36)), False),
     (tuple(range(36, 42)), True), (tuple(range(42, 48)), True),
     (tuple(range(48, 60)), True), (tuple(range(60, 68)), True))
+
 
 SCHEMES = {s.name: s for s in (FIVE_POINT, SIXTY_EIGHT_POINT)}
 
@@ -78,6 +84,8 @@ class Task:
 
 
 LANDMARK_LOSS_WEIGHT = 1.0
+
+
 # Order of the attribute labels after the 2K landmark coordinates in every record.
 TASKS = (
     Task("gender", ("male", "female"), 0.1),
@@ -85,9 +93,15 @@ TASKS = (
     Task("glasses", ("glasses", "no_glasses"), 0.1),
     Task("pose", ("left_profile", "left", "frontal", "right", "right_profile"), 0.3),
 )
+
+
 POSE_INDEX = [t.name for t in TASKS].index("pose")   # its place in the attribute vector
+
+
 # Mirroring a face swaps its pose: left profile <-> right profile, left <-> right.
 POSE_FLIP = (4, 3, 2, 1, 0)
+
+
 # An attribute class id for a face without that label (e.g. 300-W faces added to 5-point
 # training): the softmax losses and accuracies ignore it.
 UNLABELLED = -1

@@ -1,0 +1,179 @@
+"""Model folders: the bundled-model lookup, model.json, loading nets (pycaffe or OpenCV dnn)."""
+from __future__ import annotations
+
+import json
+import threading
+from contextlib import contextmanager
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+
+from tcdcn.schemes import SCHEMES
+
+
+def bundled(name: str) -> Path:
+    """A model shipped inside the package (tcdcn/models/NAME: "tcdcn_5pt", "tcdcn_68pt",
+    "mtcnn", "snet"), found through importlib.resources so that it works from a checkout
+    and from an installed wheel. The one place that knows where the bundled models are."""
+    return Path(str(files("tcdcn.models") / name))
+
+
+DEFAULT_MODEL = bundled("tcdcn_5pt")
+
+
+def resolve_model(model: str | Path) -> Path:
+    """A model folder, or the name of a bundled one ("tcdcn_5pt", "tcdcn_68pt")."""
+    path = Path(model)
+    if not path.exists() and len(path.parts) == 1 and bundled(str(path)).is_dir():
+        return bundled(str(path))
+    return path
+
+
+BACKENDS = ("caffe", "opencv")
+
+
+def default_backend() -> str:
+    """"caffe" where this project's pycaffe imports (tools/setup.sh), else "opencv"."""
+    try:
+        import caffe  # noqa: F401
+        from caffe import layer_type_list
+        return "caffe" if "LocallyConnected" in layer_type_list() else "opencv"
+    except Exception:   # no pycaffe, or another Caffe without our layers
+        return "opencv"
+
+
+def check_file(path: Path) -> None:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: empty file")
+
+
+def read_model_json(folder: Path) -> dict:
+    """A model folder's self-description, with errors that name the file."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such model folder")
+    path = folder / "model.json"
+    check_file(path)
+    try:
+        meta = json.loads(path.read_text())
+        for key in ("input", "landmark_scheme", "files"):
+            meta[key]
+        int(meta["input"]["size"])
+        meta["files"]["deploy"], meta["files"]["weights"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: not a model description ({type(err).__name__}: {err})") \
+            from None
+    if meta["landmark_scheme"] not in SCHEMES:
+        raise ValueError(f"{path}: unknown landmark scheme {meta['landmark_scheme']!r}")
+    return meta
+
+
+def load_caffe_net(deploy: Path, weights: Path):
+    """pycaffe's Net with its weights, checked first: a truncated, empty or foreign
+    caffemodel is an error naming the file and the layer, not a glog abort (or, for an
+    empty file, a net silently left at its random initialisation)."""
+    import caffe
+    from caffe.proto import caffe_pb2
+    from google.protobuf.message import DecodeError
+    check_file(deploy)
+    check_file(weights)
+    caffe.set_mode_cpu()
+    try:
+        net = caffe.Net(str(deploy), caffe.TEST)
+    except Exception as err:   # pycaffe raises a bare RuntimeError/SystemError here
+        raise ValueError(f"{deploy}: Caffe cannot read this net ({err})") from None
+    proto = caffe_pb2.NetParameter()
+    try:
+        proto.ParseFromString(weights.read_bytes())
+    except DecodeError:
+        raise ValueError(f"{weights}: not a caffemodel (truncated or corrupt)") from None
+    stored = {l.name: [tuple(b.shape.dim) if b.HasField("shape") else
+                       tuple(d for d in (b.num, b.channels, b.height, b.width))
+                       for b in l.blobs] for l in proto.layer}
+    for name, params in net.params.items():
+        if name not in stored or not stored[name]:
+            raise ValueError(f"{weights}: has no weights for layer {name!r} of {deploy}")
+        want = [tuple(p.data.shape) for p in params]
+        have = [tuple(int(d) for d in shape) for shape in stored[name]]
+        # legacy 4-D blobs (1, 1, out, in) hold the same weights as (out, in): compare sizes,
+        # and shapes where the ranks agree
+        if len(have) != len(want) or any(np.prod(h) != np.prod(w) or (len(h) == len(w) and h != w)
+                                         for h, w in zip(have, want)):
+            raise ValueError(f"{weights}: layer {name!r} has weights of shapes {have}, "
+                             f"{deploy} needs {want}")
+    net.copy_from(str(weights))
+    return net
+
+
+
+
+class CaffeNet:
+    """pycaffe behind OpenCV dnn's setInput/forward calls (this project's Caffe backend)."""
+
+    def __init__(self, deploy: Path, weights: Path):
+        pass
+        self.net = load_caffe_net(deploy, weights)
+        self.input = self.net.inputs[0]
+
+    def setInput(self, blob: np.ndarray) -> None:   # noqa: N802 (OpenCV's name)
+        data = self.net.blobs[self.input]
+        if data.data.shape != blob.shape:
+            data.reshape(*blob.shape)
+            self.net.reshape()
+        data.data[...] = blob
+
+    def forward(self, names):
+        out = self.net.forward()
+        if isinstance(names, str):
+            return out[names].copy()
+        return [out[n].copy() for n in names]
+
+
+# How a loaded net that is not reentrant (OpenCV dnn's Net, pycaffe's Net: each keeps its
+# input and blobs between setInput and forward) is shared by threads calling one detector:
+# "copies": one instance per thread, loaded on the thread's first use; "lock": one
+# instance, one thread at a time. tools/bench_threads.py measures both.
+SHARING = ("copies", "lock")
+
+
+class PerThread:
+    """One instance per thread, made by `load()` (the first now, for the creating thread,
+    so that a bad file fails at construction)."""
+
+    def __init__(self, load):
+        self._load = load
+        self._local = threading.local()
+        self._local.value = load()
+
+    @contextmanager
+    def use(self):
+        try:
+            value = self._local.value
+        except AttributeError:
+            value = self._local.value = self._load()
+        yield value
+
+
+class Locked:
+    """One instance, used by one thread at a time."""
+
+    def __init__(self, load):
+        self._value = load()
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def use(self):
+        with self._lock:
+            yield self._value
+
+
+def shared(load, sharing: str = "copies"):
+    """A holder of what `load()` makes, shared by threads as `sharing` says (SHARING):
+    `with holder.use() as net: net.setInput(...); net.forward(...)`."""
+    if sharing == "copies":
+        return PerThread(load)
+    if sharing == "lock":
+        return Locked(load)
+    raise ValueError(f"sharing must be one of {SHARING}, not {sharing!r}")

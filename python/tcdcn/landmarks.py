@@ -1,0 +1,223 @@
+"""Running a trained TCDCN model: face box -> 40x40 crop -> landmarks and attributes.
+
+A model folder holds deploy.prototxt, a .caffemodel and model.json (the self-description:
+input size, normalisation, scheme, attribute names, detector calibration, numbers).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from tcdcn.boxes import box_from_landmarks
+from tcdcn.face import Face
+from tcdcn.geometry import (
+    apply_matrix,
+    compose,
+    denormalise,
+    face_crop,
+    invert_matrix,
+    turn_image,
+    turn_matrix,
+    turned_back,
+    upright_box,
+)
+from tcdcn.image import to_grey
+from tcdcn.models import (
+    BACKENDS,
+    check_file,
+    default_backend,
+    load_caffe_net,
+    read_model_json,
+    shared,
+)
+from tcdcn.schemes import POSE_FLIP, SCHEMES, TASKS
+
+
+def box_for_points(points: np.ndarray, turn: int, shape) -> np.ndarray:
+    """The box (5 values: with its turn) of a face's points by the box rule of boxes.py,
+    which holds for upright faces: for a face found turned (Face.turn), the rule is applied
+    in the turned image and the box mapped back."""
+    upright = box_from_landmarks(apply_matrix(turn_matrix(turn, shape), points))
+    return np.append(turned_back(upright, turn, shape)[0], turn)
+
+
+class _CaffeLandmarks:
+    """A pycaffe landmark net that keeps its input shape until a batch of another size."""
+
+    def __init__(self, net, size: int, batch: int):
+        self.net, self.size = net, size
+        self._reshape(batch)
+
+    def _reshape(self, n: int) -> None:
+        self.net.blobs["data"].reshape(n, 1, self.size, self.size)
+        self.net.reshape()
+        self.batch = n
+
+    def forward(self, chunk: np.ndarray) -> dict:
+        if len(chunk) != self.batch:
+            self._reshape(len(chunk))
+        self.net.blobs["data"].data[...] = chunk
+        return self.net.forward()
+
+
+class LandmarkModel:
+    """A trained model, run on boxes in batches.
+
+    backend "caffe": pycaffe with this project's build (deploy.prototxt + weights);
+    backend "opencv": stock OpenCV dnn with the export of tools/export_opencv.py (no
+    LocallyConnected layer, so no Caffe build is needed); "auto" (the default): "caffe"
+    where it imports, else "opencv".
+    """
+
+    def __init__(self, folder: str | Path, batch: int = 64, backend: str = "auto",
+                 sharing: str = "copies"):
+        if backend == "auto":
+            backend = default_backend()
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be 'auto' or one of {BACKENDS}, not {backend!r}")
+        self.folder = Path(folder)
+        self.meta = read_model_json(self.folder)
+        self.size = int(self.meta["input"]["size"])
+        # the crop's side in box sides (chosen on validation; 1: the box itself)
+        self.crop_scale = float(self.meta["input"].get("crop_scale", 1.0))
+        # test-time flip averaging: also predict on the mirrored crop, unmirror, average
+        self.flip = bool(self.meta.get("test_time_flip", False))
+        self.scheme = SCHEMES[self.meta["landmark_scheme"]]
+        self.tasks = [t for t in TASKS if t.name in self.meta.get("attributes", {})]
+        self.backend = backend
+        self.batch = batch
+        self.outputs = ["landmarks"] + [f"{t.name}_prob" for t in self.tasks]
+        # the net, one per thread (or one behind a lock: models.shared): a pycaffe net keeps
+        # its input blob's shape between calls, OpenCV's its input
+        if backend == "caffe":
+            deploy = self.folder / self.meta["files"]["deploy"]
+            weights = self.folder / self.meta["files"]["weights"]
+            self.nets = shared(lambda: _CaffeLandmarks(load_caffe_net(deploy, weights),
+                                                       self.size, batch), sharing)
+        else:
+            files = self.meta.get("files_opencv")
+            if not files:
+                raise FileNotFoundError(f"{self.folder}/model.json names no OpenCV export: "
+                                        "run tools/export_opencv.py")
+            for name in (files["deploy"], files["weights"]):
+                check_file(self.folder / name)
+            deploy, weights = self.folder / files["deploy"], self.folder / files["weights"]
+
+            def load():
+                try:
+                    return cv2.dnn.readNetFromCaffe(str(deploy), str(weights))
+                except cv2.error as err:
+                    raise ValueError(f"{weights}: OpenCV cannot load this model "
+                                     f"({str(err).strip().splitlines()[-1]})") from None
+            self.nets = shared(load, sharing)
+
+    @property
+    def net(self):
+        """This thread's loaded net (pycaffe's Net or OpenCV's), to inspect or time it."""
+        with self.nets.use() as held:
+            return held.net if isinstance(held, _CaffeLandmarks) else held
+
+    def __repr__(self) -> str:
+        return (f"LandmarkModel({str(self.folder)!r}, backend={self.backend!r}, "
+                f"scheme={self.scheme.name!r}, crop_scale={self.crop_scale:g}, flip={self.flip})")
+
+    def crops(self, grey: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The input crops (F x 1 x S x S) and their source->crop matrices: the training
+        crop path (geometry.face_crop), at the crop scale model.json names (default 1). A
+        box with a fifth value (search.Turned) is cropped from the image turned by it, so
+        that its face is upright (detect.upright_box); its matrix still starts from this
+        image's pixels."""
+        if len(boxes) == 0:
+            return np.zeros((0, 1, self.size, self.size), np.float32), []
+        crops, mats, turned = [], [], {}
+        for box in boxes:
+            angle = int(box[4]) % 360 if len(box) > 4 else 0
+            if angle == 0:
+                crop, m = face_crop(grey, box[:4], self.size, self.crop_scale)
+            else:
+                if angle not in turned:
+                    turned[angle] = turn_image(grey, angle)
+                t = turn_matrix(angle, grey.shape)
+                crop, m = face_crop(turned[angle], upright_box(box, angle, grey.shape),
+                                    self.size, self.crop_scale)
+                m = compose(m, t)
+            crops.append(crop)
+            mats.append(m)
+        return np.array(crops, dtype=np.float32)[:, None], mats
+
+    def forward(self, crops: np.ndarray) -> dict[str, np.ndarray]:
+        """Raw outputs for F crops: landmarks in crop units, class probabilities (averaged
+        with the unmirrored outputs of the mirrored crops when the model says so)."""
+        if not self.flip or len(crops) == 0:
+            return self._forward(crops)
+        n = len(crops)
+        # a face and its mirror go through the net together (batch 2 at batch 1: one pass,
+        # not two)
+        both = self._forward(np.concatenate([crops, crops[..., ::-1]]), 2 * self.batch)
+        out = {}
+        for k, v in both.items():
+            plain, mirrored = v[:n], v[n:]
+            if k == "landmarks":
+                pts = mirrored.reshape(n, -1, 2)[:, self.scheme.flip_permutation()].copy()
+                pts[..., 0] = 1.0 - pts[..., 0]   # crop units: x -> 1 - x under a mirror
+                mirrored = pts.reshape(n, -1)
+            elif k == "pose_prob":
+                mirrored = mirrored[:, list(POSE_FLIP)]
+            out[k] = (plain + mirrored) / 2
+        return out
+
+    def _forward(self, crops: np.ndarray, batch: int | None = None) -> dict[str, np.ndarray]:
+        outs: dict[str, list] = {}
+        batch = batch or self.batch
+        for start in range(0, len(crops), batch):
+            chunk = crops[start:start + batch]
+            with self.nets.use() as net:
+                if self.backend == "opencv":
+                    net.setInput(np.ascontiguousarray(chunk))
+                    result = dict(zip(self.outputs, net.forward(self.outputs)))
+                else:
+                    result = net.forward(chunk)
+                result = {k: np.array(result[k]).reshape(len(chunk), -1) for k in self.outputs}
+            for k in self.outputs:
+                outs.setdefault(k, []).append(result[k])
+        return {k: v[0] if len(v) == 1 else np.concatenate(v) for k, v in outs.items()}
+
+    def predict(self, image: np.ndarray, boxes: np.ndarray, scores=None,
+                refine: int = 0) -> list[Face]:
+        """Faces for the given boxes of one image (BGR, BGRA or grey).
+
+        refine > 0 re-centres each crop on a box derived from the predicted points (the
+        calibrated rule of boxes.py) and predicts again, that many times; the reported box
+        stays the detector's. Boxes may carry a fifth value, a turn (crops())."""
+        boxes = np.asarray(boxes, dtype=np.float64)
+        boxes = boxes.reshape(-1, 5 if boxes.ndim == 2 and boxes.shape[1] == 5 else 4)
+        if len(boxes) == 0:
+            return []
+        grey = to_grey(image)
+        crops, mats = self.crops(grey, boxes)
+        faces = self.faces_from_outputs(self.forward(crops), boxes, mats, scores)
+        for _ in range(refine):
+            refined = np.array([box_for_points(f.landmarks, f.turn, grey.shape) for f in faces])
+            crops, mats = self.crops(grey, refined)
+            again = self.faces_from_outputs(self.forward(crops), refined, mats, scores)
+            for face, new in zip(faces, again):
+                face.landmarks, face.attributes = new.landmarks, new.attributes
+        return faces
+
+    def faces_from_outputs(self, out: dict, boxes: np.ndarray, mats: list, scores=None) -> list[Face]:
+        """Faces in image coordinates from the net's outputs for crops made by crops()."""
+        faces = []
+        for i, (box, m) in enumerate(zip(np.asarray(boxes, dtype=np.float64), mats)):
+            pts = denormalise(out["landmarks"][i].reshape(-1, 2), self.size)
+            attributes = {}
+            for task in self.tasks:
+                p = out[f"{task.name}_prob"][i].ravel()
+                k = int(p.argmax())
+                attributes[task.name] = (task.classes[k], float(p[k]))
+            faces.append(Face(box=box[:4], score=1.0 if scores is None else float(scores[i]),
+                              landmarks=apply_matrix(invert_matrix(m), pts),
+                              attributes=attributes, scheme=self.scheme.name,
+                              turn=int(box[4]) % 360 if len(box) > 4 else 0))
+        return faces

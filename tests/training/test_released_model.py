@@ -1,0 +1,128 @@
+"""The committed model: it describes itself, runs through both backends alike on real faces,
+and finds the demo's face."""
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.helpers import REPO
+
+MODEL = REPO / "models" / "tcdcn_5pt"
+from tests.helpers import SHARED_DATA as SHARED  # noqa: E402
+
+# crop units (1 = the crop's side) and probabilities; the README gives the measured value
+PARITY_TOLERANCE = 1e-4
+
+
+def test_model_folder_describes_itself():
+    meta = json.loads((MODEL / "model.json").read_text())
+    assert meta["input"]["size"] == 40 and meta["input"]["channels"] == 1
+    assert meta["landmark_scheme"] == "5pt" and len(meta["landmark_names"]) == 5
+    assert set(meta["attributes"]) == {"gender", "smile", "glasses", "pose"}
+    assert "train.py" in meta["training"]["command"] and len(meta["commit"]) >= 40
+    for key in ("validation_list_boxes", "aflw_landmark_boxes", "aflw_haar_boxes"):
+        assert meta["numbers"][key]["n_faces"] > 0
+    assert (MODEL / meta["files"]["weights"]).is_file()
+    assert (MODEL / meta["files_opencv"]["weights"]).is_file()
+
+
+def real_faces():
+    """The astronaut, and AFLW test faces when the shared data is here."""
+    import skimage.data
+    from tcdcn.boxes import box_from_landmarks
+    faces = [(cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2GRAY),
+              np.array([[170.0, 60.0, 275.0, 170.0]]))]
+    if (SHARED / "MTFL" / "testing.txt").is_file():
+        from tcdcn.data.datasets import read_mtfl
+        for s in read_mtfl(SHARED / "MTFL" / "testing.txt", SHARED / "MTFL")[:40]:
+            faces.append((cv2.imread(str(s.image), cv2.IMREAD_GRAYSCALE),
+                          box_from_landmarks(s.landmarks)[None]))
+    return faces
+
+
+@pytest.mark.caffe
+def test_opencv_backend_matches_caffe_on_real_faces():
+    from tcdcn.landmarks import LandmarkModel
+    a, b = LandmarkModel(MODEL, backend="caffe"), LandmarkModel(MODEL, backend="opencv")
+    worst = 0.0
+    for image, boxes in real_faces():
+        crops, _ = a.crops(image, boxes)
+        ra, rb = a.forward(crops), b.forward(crops)
+        worst = max(worst, max(float(np.abs(ra[k] - rb[k]).max()) for k in ra))
+    assert worst < PARITY_TOLERANCE, worst
+
+
+def test_opencv_backend_alone_needs_no_caffe(python_exe):
+    """In a fresh interpreter where importing caffe fails, the OpenCV backend still works."""
+    from tests.helpers import run
+    script = ("import sys; sys.modules['caffe'] = None\n"
+              "from tcdcn.landmarks import LandmarkModel\n"
+              "import numpy as np\n"
+              f"m = LandmarkModel({str(MODEL)!r}, backend='opencv')\n"
+              "out = m.forward(np.zeros((2, 1, 40, 40), np.float32))\n"
+              "print(out['landmarks'].shape)\n")
+    res = run([python_exe, "-c", script])
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "(2, 10)"
+
+
+@pytest.mark.caffe
+def test_demo_finds_and_marks_the_astronaut(tmp_path, python_exe):
+    from tests.helpers import run
+    res = run([python_exe, REPO / "tools" / "demo.py", "--out", tmp_path])
+    assert res.returncode == 0, res.stderr
+    faces = json.loads((tmp_path / "astronaut.json").read_text())["faces"]
+    assert len(faces) >= 1
+    face = max(faces, key=lambda f: f["score"])
+    (lx, ly), (rx, ry) = face["landmarks"][0], face["landmarks"][1]
+    # her eyes are around (205, 110) and (245, 105) in the 512 x 512 photograph
+    assert 185 < lx < 225 and 90 < ly < 130 and 225 < rx < 265 and 85 < ry < 125, face
+    assert (tmp_path / "astronaut.png").is_file()
+
+
+@pytest.mark.caffe
+@pytest.mark.skipif(not (SHARED / "MTFL" / "testing.txt").is_file(), reason="AFLW not present")
+def test_released_model_measures_what_model_json_says():
+    """Re-measure the released model on the fixed AFLW slice release_model.py measured: a
+    crop, coordinate, flip or metric bug moves the NME far beyond this tolerance."""
+    from tcdcn.data.datasets import read_mtfl
+    from tcdcn.evaluation.evaluate import evaluate
+    from tcdcn.landmarks import LandmarkModel
+    meta = json.loads((MODEL / "model.json").read_text())
+    stored = meta["numbers"].get("aflw_first_300_landmark_boxes")
+    if stored is None:
+        pytest.skip("this release has no regression slice")
+    aflw = read_mtfl(SHARED / "MTFL" / "testing.txt", SHARED / "MTFL")[:300]
+    report = evaluate(LandmarkModel(MODEL), aflw, "landmarks", refine=meta.get("refine", 0))
+    assert abs(report["nme_mean"] - stored["nme_mean"]) < 0.01, (report["nme_mean"], stored)
+    assert abs(report["failure_rate"] - stored["failure_rate"]) < 0.5
+
+
+@pytest.mark.caffe
+def test_refresh_deploy_rewrites_only_an_equal_net(caffe, tmp_path, python_exe):
+    """release_model.py --refresh-deploy: a stale deploy.prototxt of the same function is
+    rewritten from net.py; one whose net.py twin computes something else is refused."""
+    import shutil
+
+    from tests.helpers import run
+    for name in ("same", "other"):
+        shutil.copytree(MODEL, tmp_path / name)
+    deploy = tmp_path / "same" / "deploy.prototxt"
+    current = deploy.read_text()
+    deploy.write_text(current.replace("# Generated", "# An older copy, generated"))
+    out = run([python_exe, REPO / "tools" / "release_model.py", "--refresh-deploy",
+               tmp_path / "same"])
+    assert out.returncode == 0 and "max difference 0.0e+00" in out.stdout, out.stderr
+    assert deploy.read_text() == current
+    meta_path = tmp_path / "other" / "model.json"
+    meta = json.loads(meta_path.read_text())
+    meta["net_options"]["landmark_activation"] = "linear"   # net.py would drop the tanh
+    meta_path.write_text(json.dumps(meta))
+    before = (tmp_path / "other" / "deploy.prototxt").read_text()
+    out = run([python_exe, REPO / "tools" / "release_model.py", "--refresh-deploy",
+               tmp_path / "other"])
+    assert out.returncode == 1 and "release the model again" in out.stderr
+    assert (tmp_path / "other" / "deploy.prototxt").read_text() == before
