@@ -65,15 +65,20 @@ LEVELS = (110, 145, 180, 215, 250)   # one grey level per point: dots know who t
 
 
 def identified_dots(img: np.ndarray) -> np.ndarray:
-    """The centroid of the dot of each grey level (point i drawn at LEVELS[i])."""
-    found = []
-    for level in LEVELS:
-        mask = (np.abs(img.astype(int) - level) <= 12).astype(np.uint8)
-        n, _, stats, centroids = cv2.connectedComponentsWithStats(mask)
-        big = [i for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= 8]
-        assert len(big) == 1, f"level {level}: {len(big)} dots"
-        found.append(centroids[big[0]])
-    return np.array(found)
+    """The centroid of the dot of each grey level (point i drawn at LEVELS[i]): each dot is
+    a connected blob of the warped image, known by the level of its brightest pixels (a
+    blob's resampled rim passes through the lower levels, so levels are not thresholds)."""
+    n, labels, stats, centroids = cv2.connectedComponentsWithStats((img > 60).astype(np.uint8))
+    by_level: dict[int, list] = {level: [] for level in LEVELS}
+    for i in range(1, n):
+        if stats[i, cv2.CC_STAT_AREA] < 8:
+            continue
+        peak = int(img[labels == i].max())
+        level = min(LEVELS, key=lambda v: abs(v - peak))
+        by_level[level].append(centroids[i])
+    for level, blobs in by_level.items():
+        assert len(blobs) == 1, f"level {level}: {len(blobs)} dots"
+    return np.array([by_level[level][0] for level in LEVELS])
 
 
 @settings(max_examples=40, deadline=None)
@@ -86,6 +91,7 @@ def test_image_and_points_agree_after_augmentation(seed, mirror):
     pts = rng.uniform(70, 130, size=(5, 2))
     while np.min([np.linalg.norm(a - b) for i, a in enumerate(pts) for b in pts[i + 1:]]) < 25:
         pts = rng.uniform(70, 130, size=(5, 2))
+    pts = np.round(pts)   # the dots are drawn on whole pixels: label them where they are
     image = np.zeros((200, 200), np.uint8)
     for (x, y), level in zip(pts, LEVELS):
         cv2.circle(image, (int(round(x)), int(round(y))), 3, level, -1)

