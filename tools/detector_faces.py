@@ -20,7 +20,11 @@ from pathlib import Path
 
 from tcdcn.api import Detector
 from tcdcn.data.datasets import read_mtfl
-from tcdcn.data.detector_sets import detector_validation_sets, framed_faces, validation_faces
+from tcdcn.data.detector_sets import (
+    detector_validation_sets,
+    framed_faces,
+    validation_faces,
+)
 from tcdcn.paths import data_root, write_json
 
 

@@ -357,6 +357,23 @@ def measure(model, meta: dict, out: Path, val: list, val_boxes: str, val_key: st
     return 0
 
 
+def validation_split(model_dir: Path, root: Path) -> tuple[str, list]:
+    """A released model's data set and validation faces, the split rebuilt as make_lmdb drew
+    it: the recorded make_lmdb command read by make_lmdb's own parser (its defaults), the
+    count checked against model.json."""
+    meta = json.loads((model_dir / "model.json").read_text())
+    lmdb = lmdb_parser().parse_args(shlex.split(meta["training"]["lmdb_command"])[1:])
+    if lmdb.val_list is not None:
+        raise SystemExit(f"{model_dir}/model.json: its LMDB took the validation faces from "
+                         f"{lmdb.val_list}; only random splits are rebuilt")
+    samples, _, _ = load_samples(lmdb.dataset, root)
+    _, val = split_by_group(samples, lmdb.val_fraction, lmdb.seed)
+    if len(val) != int(meta["training"]["val_faces"]):
+        raise SystemExit(f"{model_dir}/model.json: the validation split does not reproduce "
+                         f"({len(val)} faces, the model.json says {meta['training']['val_faces']})")
+    return lmdb.dataset, val
+
+
 def remeasure(out: Path, root: Path, mtcnn_dir: Path | None = None) -> int:
     """Measure a released model's numbers again with this release's detectors (after a
     change to the default detector), without its training run: the validation split is
@@ -365,17 +382,7 @@ def remeasure(out: Path, root: Path, mtcnn_dir: Path | None = None) -> int:
     calibrations and the inference choices (crop scale, flip averaging: chosen on list
     boxes, which no detector changes) stay as released."""
     meta = json.loads((out / "model.json").read_text())
-    # the split as the recorded command drew it, read by make_lmdb's own parser (its defaults)
-    lmdb = lmdb_parser().parse_args(shlex.split(meta["training"]["lmdb_command"])[1:])
-    if lmdb.val_list is not None:
-        raise SystemExit(f"{out}/model.json: its LMDB took the validation faces from "
-                         f"{lmdb.val_list}; --remeasure rebuilds random splits only")
-    dataset = lmdb.dataset
-    samples, _, _ = load_samples(dataset, root)
-    _, val = split_by_group(samples, lmdb.val_fraction, lmdb.seed)
-    if len(val) != int(meta["training"]["val_faces"]):
-        raise SystemExit(f"{out}/model.json: the validation split does not reproduce "
-                         f"({len(val)} faces, the model.json says {meta['training']['val_faces']})")
+    dataset, val = validation_split(out, root)
     val_boxes = validation_boxes(val)
     data_name = DATA_NAMES[dataset]
     model = LandmarkModel(out)
