@@ -72,3 +72,50 @@ def test_boxes_of_many_faces_at_once_are_the_single_face_boxes():
             np.testing.assert_allclose(boxes_from_five_points(points, rule), expected,
                                        rtol=0, atol=1e-9)
     assert boxes_from_five_points(np.zeros((0, 5, 2)), MTFL_BOX_RULE).shape == (0, 4)
+
+
+# ---- boxes a user gives (Detector(boxes=...), tools/detect.py --boxes) -----------------------
+
+@pytest.mark.parametrize("box, words", [
+    ([np.nan, 10, 50, 50], "not a finite number"),
+    ([10, 10, 10, 50], "empty, inverted"),
+    ([50, 10, 10, 50], "empty, inverted"),
+    ([1000, 1000, 1100, 1100], "lies in the 200x100 image"),
+    ([-90, 10, 10, 50], "lies in the 200x100 image"),   # 10% inside
+])
+def test_bad_user_boxes_are_errors_naming_the_box(box, words):
+    from tcdcn.boxes import check_boxes
+    with pytest.raises(ValueError, match=words) as err:
+        check_boxes([[20, 20, 60, 60], box], (100, 200))
+    assert str(err.value).startswith("box 1 ")
+
+
+def test_user_boxes_partly_outside_the_image_are_kept():
+    from tcdcn.boxes import check_boxes
+    got = check_boxes([-20, -20, 60, 60], (100, 200))   # a face cut by the corner: 39% in
+    assert got.shape == (1, 4)
+    assert check_boxes([], (100, 200)).shape == (0, 4)
+    with pytest.raises(ValueError, match="N x 4"):
+        check_boxes([[1, 2, 3]], (100, 200))
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+coordinate = st.floats(allow_nan=True, allow_infinity=True, width=32) | st.integers(-10 ** 6, 10 ** 6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(coordinate, min_size=4, max_size=4), max_size=4),
+       st.integers(1, 500), st.integers(1, 500))
+def test_any_boxes_are_checked_or_refused(boxes, h, w):
+    from tcdcn.boxes import MIN_BOX_INSIDE, check_boxes
+    try:
+        got = check_boxes(boxes, (h, w))
+    except ValueError:
+        return
+    assert np.isfinite(got).all()
+    for left, top, right, bottom in got:
+        inside = max(0, min(right, w) - max(left, 0)) * max(0, min(bottom, h) - max(top, 0))
+        assert right > left and bottom > top
+        assert inside >= MIN_BOX_INSIDE * (right - left) * (bottom - top) * (1 - 1e-9)

@@ -26,7 +26,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tcdcn.paths import data_root
+from tcdcn.paths import atomic_write, data_root
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -140,8 +140,7 @@ def main(argv=None) -> int:
     if args.suite == "5pt-loss" and not (args.out / "start.caffemodel").is_file():
         blob = subprocess.run(["git", "-C", str(REPO), "show", f"{START_COMMIT}:{START_WEIGHTS}"],
                               capture_output=True, check=True).stdout
-        (args.out / "start.caffemodel.tmp").write_bytes(blob)
-        (args.out / "start.caffemodel.tmp").replace(args.out / "start.caffemodel")
+        atomic_write(args.out / "start.caffemodel", blob)
     root = str(data_root(args.root))
     for variant, flags in SUITES[args.suite].items():
         if args.only and not any(variant.startswith(o) for o in args.only):

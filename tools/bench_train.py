@@ -35,6 +35,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tcdcn.paths import write_json
+
 ARCH = sysconfig.get_config_var("MULTIARCH") or "x86_64-linux-gnu"
 BLAS_DIRS = {name: f"/usr/lib/{ARCH}/{name}" for name in ("openblas-openmp", "openblas-pthread")}
 BLAS_CHOICES = sorted(BLAS_DIRS) + ["mkl"]
@@ -311,9 +313,7 @@ def main(argv=None) -> int:
               "cpu_count": os.cpu_count(), "baseline": base["label"], "best": best["label"],
               "results": results}
     if args.json:
-        tmp = args.json.with_suffix(args.json.suffix + ".tmp")
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
-        os.replace(tmp, args.json)
+        write_json(args.json, report)
         print(f"\nwrote {args.json}")
     return 0
 

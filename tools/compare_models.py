@@ -12,6 +12,8 @@ import os
 import sys
 from pathlib import Path
 
+os.environ.setdefault("GLOG_minloglevel", "2")   # before pycaffe loads
+
 from tcdcn.evaluation.compare import paired_bootstrap, per_face_nme
 from tcdcn.landmarks import LandmarkModel
 from tcdcn.paths import data_root, write_json
@@ -27,7 +29,6 @@ def main(argv=None) -> int:
                    help="data root (default $TCDCN_DATA or ../shared/data)")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
-    os.environ.setdefault("GLOG_minloglevel", "2")
     _, val = validation_split(args.a, args.root)
     nme = {m: per_face_nme(LandmarkModel(m), val, args.boxes) for m in (args.a, args.b)}
     result = paired_bootstrap(nme[args.a], nme[args.b])

@@ -19,16 +19,16 @@ report and a CED PNG.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
+from tcdcn.api import MAX_REFINE
 from tcdcn.data.datasets import DataError, load_samples
 from tcdcn.detection.factory import DetectorSettings
 from tcdcn.evaluation.evaluate import evaluate, format_table, plot_ced
 from tcdcn.landmarks import LandmarkModel
-from tcdcn.paths import data_root
+from tcdcn.paths import atomic_output, data_root, write_json
 
 
 def parse_args(argv):
@@ -61,10 +61,30 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
+CROP_SCALES = (0.5, 3.0)   # crop sides in box sides a model can be asked for
+
+
+def check_outputs(args) -> Path | None:
+    """The CED plot's path (beside --json unless --ced names one), checked before the work:
+    never the JSON report itself."""
+    if args.json is None:
+        return args.ced
+    ced = args.ced or args.json.with_suffix(".png")
+    if os.path.realpath(ced) == os.path.realpath(args.json):
+        raise ValueError(f"--ced {ced} is the --json report's path: give them different files")
+    return ced
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("GLOG_minloglevel", "2")
     try:
+        if args.crop_scale is not None and not CROP_SCALES[0] <= args.crop_scale <= CROP_SCALES[1]:
+            raise ValueError(f"--crop-scale must be from {CROP_SCALES[0]:g} to {CROP_SCALES[1]:g} "
+                             f"box sides, not {args.crop_scale:g}")
+        if args.refine is not None and not 0 <= args.refine <= MAX_REFINE:
+            raise ValueError(f"--refine must be from 0 to {MAX_REFINE}, not {args.refine}")
+        ced = check_outputs(args)
         list_path = args.list
         if args.dataset == "mtfl" and list_path is None:
             list_path = args.root / "MTFL" / "testing.txt"
@@ -80,7 +100,7 @@ def main(argv=None) -> int:
                                     pad="auto" if args.detect_pad is None else args.detect_pad,
                                     crop_from=args.crop_from)
         report = evaluate(model, samples, args.boxes, settings, args.refine)
-    except (DataError, FileNotFoundError, ValueError) as err:
+    except (DataError, FileNotFoundError, ValueError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     faces_from = list_path or args.root   # a list file, or the folder of .pts files searched
@@ -89,18 +109,21 @@ def main(argv=None) -> int:
                   flip=model.flip, crop_scale=model.crop_scale,
                   command=" ".join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:])))
     print(format_table(report))
-    if args.json:
-        try:
+    written = []
+    try:
+        if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
-            tmp = args.json.with_name(args.json.name + ".tmp")
-            tmp.write_text(json.dumps(report, indent=2) + "\n")
-            os.replace(tmp, args.json)
-        except OSError as err:
-            print(f"error: cannot write {args.json}: {err.strerror}", file=sys.stderr)
-            return 1
-        ced = args.ced or args.json.with_suffix(".png")
-        plot_ced({args.boxes: report}, ced, f"{args.model.name} on {faces_from.name}")
-        print(f"wrote {args.json} and {ced}")
+            written.append(write_json(args.json, report))
+        if ced is not None:
+            ced.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_output(ced, suffix=".png") as tmp:
+                plot_ced({args.boxes: report}, tmp, f"{args.model.name} on {faces_from.name}")
+            written.append(ced)
+    except OSError as err:
+        print(f"error: cannot write {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
+        return 1
+    if written:
+        print("wrote " + " and ".join(map(str, written)))
     return 0
 
 

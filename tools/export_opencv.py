@@ -25,11 +25,14 @@ def main(argv=None) -> int:
     os.environ.setdefault("GLOG_minloglevel", "2")
     from tcdcn.export import export_opencv
     from tcdcn.landmarks import LandmarkModel
+    from tcdcn.models import record_hashes
+    from tcdcn.paths import write_json
     prototxt = export_opencv(args.model, args.model)
     meta_path = args.model / "model.json"
     meta = json.loads(meta_path.read_text())
     meta["files_opencv"] = {"deploy": prototxt.name, "weights": prototxt.with_suffix(".caffemodel").name}
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    write_json(meta_path, meta)
+    record_hashes(args.model, meta["files_opencv"].values())
     crops = np.random.default_rng(0).integers(0, 256, (16, 1, 40, 40)).astype(np.float32)
     a = LandmarkModel(args.model, backend="caffe").forward(crops)
     b = LandmarkModel(args.model, backend="opencv").forward(crops)

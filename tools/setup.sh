@@ -62,12 +62,16 @@ if [ "$(cat "$VENV/.requirements-hash" 2>/dev/null)" != "$req_hash" ]; then
   fi
   [ -x "$VENV/bin/python" ] || { say "creating $VENV"; "$SYSTEM_PYTHON" -m venv "$VENV"; }
   say "installing pinned Python packages"
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$ROOT/requirements.txt"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --require-hashes \
+    -r "$ROOT/requirements.txt"
   echo "$req_hash" > "$VENV/.requirements-hash"
 fi
 PY="$VENV/bin/python"
 
 # ---- 3. Caffe build, cached by input hash -------------------------------------------------
+# pins_sha FILE: a package list's pins without their hashes (tools/lock_requirements.py
+# adds those): the same packages keep the same cache key
+pins_sha() { grep -v -- '--hash=sha256:' "$1" | sed 's/ \\$//' | sha256sum | cut -c1-12; }
 # unpack_wheels REQUIREMENTS DEST WHAT [--toolkit]: NVIDIA's wheels from PyPI, unpacked
 # into the cache once (tools/unpack_cuda_extra.py); nothing goes into the environment.
 unpack_wheels() {
@@ -75,7 +79,7 @@ unpack_wheels() {
   [ -f "$dest/.complete" ] && return 0
   if [ $STATUS_ONLY = 1 ]; then say "would unpack $what into $dest"; return 0; fi
   say "unpacking $what for the compile-only CUDA check into $dest"
-  "$PY" -m pip download -q --disable-pip-version-check --no-deps -r "$reqs" \
+  "$PY" -m pip download -q --disable-pip-version-check --no-deps --require-hashes -r "$reqs" \
     -d "$CACHE/downloads/cuda"
   "$PY" "$ROOT/tools/unpack_cuda_extra.py" "$@" "$reqs" "$CACHE/downloads/cuda" "$dest"
 }
@@ -86,7 +90,7 @@ if [ "${TCDCN_CUDA_CHECK:-1}" = 1 ]; then
   if [ "${TCDCN_NVCC:-}" != pypi ] && command -v nvcc >/dev/null; then
     NVCC=$(command -v nvcc)
   else
-    TOOLKIT="$CACHE/cuda-toolkit-$(sha256sum "$ROOT/tools/cuda-toolkit.txt" | cut -c1-12)"
+    TOOLKIT="$CACHE/cuda-toolkit-$(pins_sha "$ROOT/tools/cuda-toolkit.txt")"
     unpack_wheels "$ROOT/tools/cuda-toolkit.txt" "$TOOLKIT" "nvcc from PyPI" --toolkit
     if [ -x "$TOOLKIT/bin/nvcc" ]; then NVCC="$TOOLKIT/bin/nvcc"; fi
   fi
@@ -94,7 +98,7 @@ fi
 # cuBLAS/cuRAND headers for the compile-only CUDA check, where nvcc comes without them.
 CUDA_EXTRA=""
 if [ -n "$NVCC" ]; then
-  CUDA_EXTRA="$CACHE/cuda-extra-$(sha256sum "$ROOT/tools/cuda-extra.txt" | cut -c1-12)"
+  CUDA_EXTRA="$CACHE/cuda-extra-$(pins_sha "$ROOT/tools/cuda-extra.txt")"
   unpack_wheels "$ROOT/tools/cuda-extra.txt" "$CUDA_EXTRA" "cuBLAS/cuRAND headers"
 fi
 
@@ -102,7 +106,7 @@ fi
 # TCDCN_BLAS=mkl: oneMKL's wheels (tools/mkl.txt) in a venv of their own in the cache
 MKL_ROOT=""
 if [ "$BLAS" = mkl ]; then
-  MKL_ROOT="$CACHE/mkl-$(sha256sum "$ROOT/tools/mkl.txt" | cut -c1-12)"
+  MKL_ROOT="$CACHE/mkl-$(pins_sha "$ROOT/tools/mkl.txt")"
   if [ ! -f "$MKL_ROOT/.complete" ]; then
     if [ $STATUS_ONLY = 1 ]; then
       say "would install oneMKL (tools/mkl.txt) into $MKL_ROOT"
@@ -111,14 +115,14 @@ if [ "$BLAS" = mkl ]; then
     say "installing oneMKL (tools/mkl.txt, about 1 GB) into $MKL_ROOT"
     rm -rf "$MKL_ROOT"
     "$SYSTEM_PYTHON" -m venv "$MKL_ROOT"
-    "$MKL_ROOT/bin/pip" install --quiet --no-deps -r "$ROOT/tools/mkl.txt" \
+    "$MKL_ROOT/bin/pip" install --quiet --no-deps --require-hashes -r "$ROOT/tools/mkl.txt" \
       || die "pip could not install tools/mkl.txt into $MKL_ROOT"
     touch "$MKL_ROOT/.complete"
   fi
 fi
 
 toolchain="cuda=$CUDA;blas=$BLAS"
-[ -n "$MKL_ROOT" ] && toolchain+=";mkl=$(sha256sum "$ROOT/tools/mkl.txt" | cut -c1-12)"
+[ -n "$MKL_ROOT" ] && toolchain+=";mkl=$(pins_sha "$ROOT/tools/mkl.txt")"
 toolchain+=";python=$("$PY" -c 'import sys; print(sys.version.split()[0])')"
 toolchain+=";numpy=$("$PY" -c 'import numpy; print(numpy.__version__)')"
 toolchain+=";protoc=$(protoc --version);gcc=$(gcc -dumpfullversion)"

@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from tcdcn.boxes import check_boxes
 from tcdcn.detection.base import MIN_FACE
 from tcdcn.detection.factory import DetectorSettings, make_detector
 from tcdcn.detection.search import TURN_RETRY_BELOW
@@ -62,7 +63,8 @@ class Detector:
         self.detector = make_detector(self.model, self.settings)
         self.wants_colour = detector == "mtcnn"
         # a second, re-centred pass only where the model's measurements say it helps
-        self.refine = refine if refine is not None else int(self.model.meta.get("refine", 0))
+        self.refine = check_refine(refine if refine is not None
+                                   else int(self.model.meta.get("refine", 0)))
 
     def __repr__(self) -> str:
         return (f"Detector(model={self.model.folder.name!r}, backend={self.model.backend!r}, "
@@ -80,7 +82,7 @@ class Detector:
         if boxes is None:
             boxes, scores = self.detect_oriented(image if self.wants_colour else grey)
         else:
-            boxes, scores = np.asarray(boxes, dtype=np.float64).reshape(-1, 4), None
+            boxes, scores = check_boxes(boxes, grey.shape), None
         return self.model.predict(grey, boxes, scores, refine=self.refine)
 
     def detect(self, grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -138,6 +140,17 @@ class Detector:
         for i, face in zip(owner, faces):
             results[i].append(face)
         return results
+
+
+MAX_REFINE = 5   # re-centred passes; the released models use 0 or 1
+
+
+def check_refine(refine) -> int:
+    if isinstance(refine, bool) or not isinstance(refine, numbers.Integral) \
+            or not 0 <= refine <= MAX_REFINE:
+        raise ValueError(f"refine must be a whole number of passes from 0 to {MAX_REFINE}, "
+                         f"not {refine!r}")
+    return int(refine)
 
 
 class ImageError(ValueError):

@@ -116,3 +116,39 @@ def fit_box_rule(points: list[np.ndarray], boxes: list[np.ndarray], fitted_on: s
     offsets = np.array(offsets)
     return BoxRule(dx=float(np.median(offsets[:, 0])), dy=float(np.median(offsets[:, 1])),
                    k=float(np.median(sides)), fitted_on=fitted_on, n_faces=len(sides))
+
+
+MIN_BOX_SIDE = 4.0      # pixels; a user's box smaller than this holds no face the model can see
+MIN_BOX_INSIDE = 0.25   # share of a user's box that must lie in the image
+
+
+def check_boxes(boxes, shape) -> np.ndarray:
+    """Boxes a user gives (N x 4: left, top, right, bottom in pixels; one box may be a flat
+    list of four) as an array, each checked: finite, at least MIN_BOX_SIDE wide and high,
+    and at least MIN_BOX_INSIDE of it inside the image of `shape` (else its crop is mostly
+    border, and its points and attributes would be made up). Errors name the box."""
+    try:
+        arr = np.asarray(boxes, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"boxes must be numbers (left, top, right, bottom per box), not "
+                         f"{str(boxes)[:80]}") from None
+    if arr.size == 0:
+        return arr.reshape(0, 4)
+    if arr.ndim == 1 and arr.size == 4:
+        arr = arr.reshape(1, 4)
+    if arr.ndim != 2 or arr.shape[1] != 4:
+        raise ValueError(f"boxes must be N x 4 (left, top, right, bottom), got shape {arr.shape}")
+    h, w = shape[:2]
+    for i, (left, top, right, bottom) in enumerate(arr):
+        text = f"box {i} ({left:g}, {top:g}, {right:g}, {bottom:g})"
+        if not np.isfinite(arr[i]).all():
+            raise ValueError(f"{text}: not a finite number")
+        if right - left < MIN_BOX_SIDE or bottom - top < MIN_BOX_SIDE:
+            raise ValueError(f"{text}: empty, inverted or under {MIN_BOX_SIDE:g} px (right must "
+                             "exceed left and bottom exceed top)")
+        inside = (max(0.0, min(right, w) - max(left, 0.0))
+                  * max(0.0, min(bottom, h) - max(top, 0.0)))
+        if inside < MIN_BOX_INSIDE * (right - left) * (bottom - top):
+            raise ValueError(f"{text}: {inside / ((right - left) * (bottom - top)):.0%} of it "
+                             f"lies in the {w}x{h} image (at least {MIN_BOX_INSIDE:.0%} must)")
+    return arr

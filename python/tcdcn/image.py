@@ -56,29 +56,78 @@ def decode_file(path: str | Path) -> np.ndarray:
     return image
 
 
+BIT_DEPTHS = (8, 10, 12, 14, 16)   # sensors' depths: integers are read as the smallest that fits
+
+
+def to_8bit(image: np.ndarray) -> np.ndarray:
+    """An array of any pixel type as 8 bits, by one rule for paths, arrays and PIL images:
+    integers wider than 8 bits are scaled from the smallest of 10, 12, 14 or 16 bits that
+    holds their largest value (a 12-bit sensor's 0..4095 becomes 0..255; a 16-bit PNG that
+    uses its range is divided by 257); floats are 0..1 (values above 1.0 mean 0..255),
+    clipped. Negative, NaN or infinite values are errors."""
+    if image.dtype == np.uint8:
+        return image
+    if image.dtype == bool:
+        return image.astype(np.uint8) * 255
+    if np.issubdtype(image.dtype, np.integer):
+        low, high = (int(image.min()), int(image.max())) if image.size else (0, 0)
+        if low < 0:
+            raise ValueError(f"{image.dtype} image with negative values (down to {low})")
+        depth = next((d for d in BIT_DEPTHS if high < 2 ** d), None)
+        if depth is None:
+            raise ValueError(f"{image.dtype} image with values up to {high}: over 16 bits")
+        if depth == 8:
+            return image.astype(np.uint8)
+        return np.round(image.astype(np.float64) * (255.0 / (2 ** depth - 1))).astype(np.uint8)
+    if np.issubdtype(image.dtype, np.floating):
+        if not np.isfinite(image).all():
+            raise ValueError(f"{image.dtype} image with NaN or infinite values")
+        if image.size and image.min() < 0:
+            raise ValueError(f"{image.dtype} image with negative values: floats are 0..1 "
+                             "(or 0..255)")
+        scale = 255.0 if not image.size or image.max() <= 1.0 else 1.0
+        return np.round(np.clip(image * scale, 0, 255)).astype(np.uint8)
+    raise ValueError(f"expected an image of numbers, got {image.dtype}")
+
+
+def from_pil(image) -> np.ndarray:
+    """A PIL image as OpenCV's arrays (BGR order), its bit depth kept for to_8bit: modes I,
+    I;16 and F are read as numbers, not through PIL's 8-bit conversion, which saturates."""
+    mode = image.mode
+    if mode == "F":
+        return np.asarray(image, dtype=np.float32)
+    if mode.startswith("I"):        # I (32-bit) and I;16 (16-bit) grey
+        return np.asarray(image).astype(np.int64)
+    if mode not in ("L", "RGB", "RGBA"):
+        image = image.convert("RGBA" if "A" in mode or "transparency" in image.info else "RGB")
+        mode = image.mode
+    arr = np.asarray(image)
+    return {"L": lambda a: a, "RGB": lambda a: cv2.cvtColor(a, cv2.COLOR_RGB2BGR),
+            "RGBA": lambda a: cv2.cvtColor(a, cv2.COLOR_RGBA2BGRA)}[mode](arr)
+
+
 def load_image(image) -> np.ndarray:
-    """A path, a BGR / BGRA / grey array (8 or 16 bit) or a PIL image, as an 8-bit array.
+    """A path, a BGR / BGRA / grey array or a PIL image, as an 8-bit array (bit depths by
+    to_8bit's rule: 10- to 16-bit integers scaled from their depth, floats 0..1).
 
     Raises FileNotFoundError for a missing file and ValueError, naming the file, for an
     empty, truncated, undecodable or oversized one (over MAX_PIXELS pixels)."""
+    name = None
     if isinstance(image, (str, Path)):
+        name = image
         image = decode_file(image)
     elif type(image).__module__.startswith("PIL."):
-        # PIL images are RGB(A) or grey: convert to OpenCV's BGR order
-        mode = image.mode
-        if mode not in ("L", "RGB", "RGBA"):
-            image = image.convert("RGB")
-            mode = "RGB"
-        arr = np.asarray(image)
-        image = {"L": lambda a: a, "RGB": lambda a: cv2.cvtColor(a, cv2.COLOR_RGB2BGR),
-                 "RGBA": lambda a: cv2.cvtColor(a, cv2.COLOR_RGBA2BGRA)}[mode](arr)
+        image = from_pil(image)
     image = np.asarray(image)
-    if image.dtype == np.uint16:
-        image = (image / 257).astype(np.uint8)
-    if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
-        raise ValueError(f"expected an 8-bit grey or colour image, got {image.dtype} {image.shape}")
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
+        raise ValueError(f"expected a grey or colour image (H x W, or H x W x 1, 3 or 4), "
+                         f"got {image.dtype} {image.shape}")
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise ValueError(f"empty image ({image.shape[1]}x{image.shape[0]} pixels)")
+    try:
+        image = to_8bit(image)
+    except ValueError as err:
+        raise ValueError(f"{name}: {err}" if name else str(err)) from None
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     return image

@@ -5,6 +5,7 @@ input size, normalisation, scheme, attribute names, detector calibration, number
 """
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 
 import cv2
@@ -30,7 +31,9 @@ from tcdcn.models import (
     default_backend,
     load_caffe_net,
     read_model_json,
+    require_caffe_importer,
     shared,
+    verify_files,
 )
 from tcdcn.schemes import POSE_FLIP, SCHEMES, TASKS
 
@@ -43,11 +46,27 @@ def box_for_points(points: np.ndarray, turn: int, shape) -> np.ndarray:
     return np.append(turned_back(upright, turn, shape)[0], turn)
 
 
+MAX_BATCH = 1024   # crops per forward pass; Caffe aborts the process on blobs far larger
+
+
+def check_batch(batch) -> int:
+    """A batch size Caffe and OpenCV can take, checked before they see it (Caffe aborts the
+    whole process on a negative size or an oversized blob)."""
+    if isinstance(batch, bool) or not isinstance(batch, numbers.Integral) \
+            or not 1 <= batch <= MAX_BATCH:
+        raise ValueError(f"batch must be a whole number from 1 to {MAX_BATCH}, not {batch!r}")
+    return int(batch)
+
+
 class _CaffeLandmarks:
     """A pycaffe landmark net that keeps its input shape until a batch of another size."""
 
-    def __init__(self, net, size: int, batch: int):
+    def __init__(self, net, size: int, batch: int, deploy: Path):
         self.net, self.size = net, size
+        shape = tuple(net.blobs["data"].data.shape[2:])
+        if shape != (size, size):   # else a LocallyConnected layer aborts the process
+            raise ValueError(f"{deploy}: takes {shape[1]}x{shape[0]} inputs, but model.json's "
+                             f"input.size is {size}")
         self._reshape(batch)
 
     def _reshape(self, n: int) -> None:
@@ -72,11 +91,12 @@ class LandmarkModel:
     """
 
     def __init__(self, folder: str | Path, batch: int = 64, backend: str = "auto",
-                 sharing: str = "copies"):
+                 sharing: str = "copies", verify: bool = True):
         if backend == "auto":
             backend = default_backend()
         if backend not in BACKENDS:
             raise ValueError(f"backend must be 'auto' or one of {BACKENDS}, not {backend!r}")
+        check_batch(batch)
         self.folder = Path(folder)
         self.meta = read_model_json(self.folder)
         self.size = int(self.meta["input"]["size"])
@@ -94,8 +114,10 @@ class LandmarkModel:
         if backend == "caffe":
             deploy = self.folder / self.meta["files"]["deploy"]
             weights = self.folder / self.meta["files"]["weights"]
+            if verify:   # against model.json's sha256 (refresh_deploy compares, skips it)
+                verify_files(self.folder, (deploy.name, weights.name), self.meta)
             self.nets = shared(lambda: _CaffeLandmarks(load_caffe_net(deploy, weights),
-                                                       self.size, batch), sharing)
+                                                       self.size, batch, deploy), sharing)
         else:
             files = self.meta.get("files_opencv")
             if not files:
@@ -104,6 +126,9 @@ class LandmarkModel:
             for name in (files["deploy"], files["weights"]):
                 check_file(self.folder / name)
             deploy, weights = self.folder / files["deploy"], self.folder / files["weights"]
+            if verify:
+                verify_files(self.folder, (deploy.name, weights.name), self.meta)
+            require_caffe_importer()
 
             def load():
                 try:

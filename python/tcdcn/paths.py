@@ -3,7 +3,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import stat
 import subprocess
+import tempfile
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 DATA_ENV = "TCDCN_DATA"   # the environment variable naming the data root
@@ -48,11 +53,60 @@ def git_commit(repo: Path | None = None, short: bool = False, mark_dirty: bool =
     return commit
 
 
-def write_json(path: Path, obj) -> Path:
-    """obj as indented JSON at `path`, written beside it and renamed into place, so that a
-    reader never sees half a file."""
+def written_through(path: Path) -> bool:
+    """Whether writing `path` must go into what is there rather than replace it: a link
+    (its target gets the bytes, the link stays; /dev/stdout is one), a device, a FIFO."""
+    if path.is_symlink():
+        return True
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return False
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(f"{path}: is a folder, not a file")
+    return not stat.S_ISREG(mode)
+
+
+@contextmanager
+def atomic_output(path: str | Path, suffix: str = ""):
+    """A temporary path for a writer that takes a file name (a caffemodel, a PNG), beside
+    `path` and renamed onto it when the block ends without an error (removed otherwise), so
+    a reader never sees half a file. A link, device or FIFO at `path` is never replaced:
+    the finished bytes are written into it. `suffix` keeps the extension that writers like
+    cv2.imwrite go by."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    tmp.replace(path)
+    through = written_through(path)
+    # beside the target (one file system, for the rename); bytes for a link or a device
+    # wait in the temporary folder
+    folder = Path(tempfile.gettempdir()) if through else path.parent
+    # a short name (a long target name must not fail for its temporary's length); one
+    # thread writes one file at a time
+    tmp = folder / f".tmp-{os.getpid()}-{threading.get_ident() % 10 ** 8}{suffix}"
+    try:
+        yield tmp
+        if through:
+            try:
+                with open(tmp, "rb") as src, open(path, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+            except OSError as err:   # name what the user named (a device's write errors don't)
+                raise OSError(err.errno, err.strerror, str(path)) from None
+            tmp.unlink()
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write(path: str | Path, data: str | bytes) -> Path:
+    """`data` at `path` by atomic_output's rules (text is written as UTF-8)."""
+    path = Path(path)
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
     return path
+
+
+def write_json(path: Path, obj) -> Path:
+    """obj as indented JSON at `path`, by atomic_output's rules: a reader never sees half a
+    file, and a link, device or FIFO named is written through, not replaced."""
+    return atomic_write(path, json.dumps(obj, indent=2) + "\n")

@@ -30,6 +30,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[3]   # python/tcdcn/build/ -> the checkout
 STAMP = ".tcdcn-prepared"
+# a tarball other than the pinned one is built only when this variable holds its sha256
+ALLOW_UNPINNED = "TCDCN_CAFFE_TARBALL_SHA256"
 KEEP_IN_SOURCE = {STAMP, "python/caffe/_caffe.so"}
 
 
@@ -227,13 +229,44 @@ def _caffe_root(folder: Path) -> Path:
     raise SourceError(f"no Caffe source tree (CMakeLists.txt) in {folder}")
 
 
+def checked_members(tar: tarfile.TarFile, dest: Path, name: str) -> list[tarfile.TarInfo]:
+    """Every member of `tar`, refused (ValueError naming the tarball and the member) where
+    it would land outside `dest`: an absolute path, "..", a link pointing out, a device or
+    FIFO. What tarfile's "data" filter does on Python >= 3.11.4, here on every Python."""
+    root = os.path.realpath(dest)
+
+    def inside(path: str) -> bool:
+        real = os.path.realpath(path)
+        return real == root or real.startswith(root + os.sep)
+
+    members = tar.getmembers()
+    for m in members:
+        where = os.path.join(root, m.name)
+        if os.path.isabs(m.name) or not inside(where):
+            raise ValueError(f"{name}: member {m.name!r} would be written outside the "
+                             "extraction folder; refusing this tarball")
+        if m.issym() and not inside(os.path.join(os.path.dirname(where), m.linkname)):
+            raise ValueError(f"{name}: member {m.name!r} links outside the extraction folder "
+                             f"({m.linkname!r}); refusing this tarball")
+        if m.islnk() and not inside(os.path.join(root, m.linkname)):
+            raise ValueError(f"{name}: member {m.name!r} is a hard link to {m.linkname!r}, "
+                             "outside the extraction folder; refusing this tarball")
+        if m.isdev() or m.isfifo():
+            raise ValueError(f"{name}: member {m.name!r} is a device or FIFO; refusing this "
+                             "tarball")
+        m.mode &= 0o755   # no set-uid, set-gid or world-writable files
+    return members
+
+
 def extract_tarball(tarball: Path, dest: Path) -> Path:
+    """The tarball's Caffe tree under `dest`, every member checked first (checked_members)."""
     dest.mkdir(parents=True, exist_ok=True)
     with tarfile.open(tarball) as tar:
+        members = checked_members(tar, dest, str(tarball))
         try:
-            tar.extractall(dest, filter="data")
-        except TypeError:  # Python < 3.11.4 has no extraction filters
-            tar.extractall(dest)
+            tar.extractall(dest, members=members, filter="data")
+        except TypeError:  # Python < 3.11.4 has no extraction filters: checked above
+            tar.extractall(dest, members=members)
     return _caffe_root(dest)
 
 
@@ -332,9 +365,11 @@ def prepare(out: Path, tarball: Path | None = None, source: Path | None = None,
         tarball = fetch_tarball(pin, download_dir or out.parent / "downloads")
     elif tarball is not None:
         digest = sha256_file(Path(tarball))
-        if digest != pin["sha256"]:
-            print(f"warning: {tarball} is not the pinned tarball (sha256 {digest[:16]}...); "
-                  "using it as given", file=sys.stderr)
+        if digest != pin["sha256"] and os.environ.get(ALLOW_UNPINNED) != digest:
+            raise SystemExit(
+                f"error: {tarball} is not the pinned Caffe tarball (sha256 {digest}, the pin "
+                f"is {pin['sha256']}). To build from it anyway, confirm its hash: "
+                f"{ALLOW_UNPINNED}={digest}")
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".caffe-src-", dir=out.parent) as tmp:
         tmp_path = Path(tmp)

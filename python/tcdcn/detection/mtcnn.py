@@ -27,7 +27,14 @@ from tcdcn.detection.base import (
     nms,
 )
 from tcdcn.image import to_grey
-from tcdcn.models import CaffeNet, bundled, default_backend, shared
+from tcdcn.models import (
+    CaffeNet,
+    bundled,
+    default_backend,
+    require_caffe_importer,
+    shared,
+    verify_files,
+)
 
 THRESHOLDS = (0.6, 0.7, 0.7)
 
@@ -199,6 +206,9 @@ def _load_nets(folder: Path, backend: str) -> list:
             f"{folder}: MTCNN model files missing ({', '.join(missing)}); get det1-3 from "
             "the authors' repository kpzhang93/MTCNN_face_detection_alignment "
             "(code/codes/MTCNNv1/model)")
+    verify_files(folder, [f"det{i}.{ext}" for i in (1, 2, 3) for ext in ("prototxt", "caffemodel")])
+    if backend != "caffe":
+        require_caffe_importer()
     nets = []
     for i in (1, 2, 3):
         deploy, weights = folder / f"det{i}.prototxt", folder / f"det{i}.caffemodel"

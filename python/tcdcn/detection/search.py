@@ -24,13 +24,20 @@ DEFAULT_PADS = (0.1, 0.25, 0.5)
 PAD_RETRY_BELOW = 0.9
 
 
+MAX_PAD = 1.0   # a border of the longer side on each side: 3x the image's side at most
+
+
 def pad_list(pad) -> tuple[float, ...]:
     """A pad (a fraction, or "auto" / None for DEFAULT_PADS) or a sequence of pads."""
     if pad is None or pad == "auto":
         return DEFAULT_PADS
-    pads = tuple(float(p) for p in (pad if isinstance(pad, (list, tuple)) else (pad,)))
-    if not pads or any(p < 0 for p in pads):
-        raise ValueError(f"pad must be 'auto', a fraction >= 0 or a list of them, not {pad!r}")
+    try:
+        pads = tuple(float(p) for p in (pad if isinstance(pad, (list, tuple)) else (pad,)))
+    except (TypeError, ValueError):
+        pads = ()
+    if not pads or not all(0 <= p <= MAX_PAD for p in pads):   # NaN fails too
+        raise ValueError(f"pad must be 'auto', a fraction from 0 to {MAX_PAD:g} of the longer "
+                         f"side or a list of them, not {pad!r}")
     return pads
 
 

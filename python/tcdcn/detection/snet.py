@@ -25,7 +25,13 @@ import cv2
 import numpy as np
 
 from tcdcn.detection.base import PIXEL_MEAN, PIXEL_SCALE, Search, nms
-from tcdcn.models import CaffeNet, bundled, shared
+from tcdcn.models import (
+    CaffeNet,
+    bundled,
+    require_caffe_importer,
+    shared,
+    verify_files,
+)
 
 STRIDE = 8            # one output cell per 8x8 input pixels; cell j's centre is pixel 8j
 
@@ -209,6 +215,9 @@ class SNetNet:
             if not f.is_file():
                 raise FileNotFoundError(f"{f}: S-Net model file missing (tools/train_snet.py "
                                         "writes it)")
+        verify_files(folder, (deploy.name, weights.name))
+        if backend != "caffe":
+            require_caffe_importer()
         self.backend = backend
 
         def load():

@@ -7,7 +7,7 @@ from collections import defaultdict
 import numpy as np
 
 from tcdcn.data.datasets import Sample
-from tcdcn.evaluation.evaluate import find_boxes, load_images
+from tcdcn.evaluation.evaluate import check_faces, find_boxes, load_images
 from tcdcn.evaluation.metrics import point_errors
 
 
@@ -17,6 +17,7 @@ def per_face_nme(model, samples: list[Sample], mode: str = "landmarks") -> np.nd
     if mode == "detector":
         raise ValueError("per-face NMEs pair found faces only: use list or landmark boxes")
     images, _ = load_images(samples, False)
+    check_faces(model, samples, images)
     boxes = find_boxes(model, samples, mode, images=images)
     pred = np.zeros((len(samples), model.scheme.count, 2))
     by_image = defaultdict(list)

@@ -23,7 +23,7 @@ from tcdcn.data.datasets import DataError, Sample
 from tcdcn.detection.base import Search, iou
 from tcdcn.detection.factory import DetectorSettings, crop_placement, make_detector
 from tcdcn.detection.search import describe_pads, describe_turns
-from tcdcn.evaluation.metrics import attribute_report, landmark_report
+from tcdcn.evaluation.metrics import attribute_report, landmark_report, normaliser
 from tcdcn.image import load_image, to_grey
 from tcdcn.schemes import IBUG68_PUPILS, TASKS
 
@@ -89,6 +89,36 @@ def load_images(samples: list[Sample], want_colour: bool) -> tuple[dict, dict]:
     return images, colour
 
 
+OUTSIDE = 0.5   # points may lie this share of the image's side beyond its edges, no more
+
+
+def check_faces(model, samples: list[Sample], images: dict) -> None:
+    """Faces the model can be measured on, else a DataError naming the list line: some
+    faces; the model's number of points; points that are finite and near their image (a
+    face of a cropped photo may reach past its edges, not 1,000 pixels); eye points apart
+    (the normaliser)."""
+    if not samples:
+        raise DataError("no faces to evaluate (an empty list?)")
+    count = model.scheme.count
+    for s in samples:
+        pts = np.asarray(s.landmarks, dtype=np.float64)
+        if pts.shape != (count, 2):
+            raise DataError(f"{s.source}: {len(pts)} points, but the model "
+                            f"{model.folder.name} predicts {count} ({model.scheme.name}): use "
+                            f"a {len(pts)}-point model for these faces")
+        h, w = images[str(s.image)].shape[:2]
+        far = (~np.isfinite(pts).all(axis=1) | (pts[:, 0] < -OUTSIDE * w)
+               | (pts[:, 0] > (1 + OUTSIDE) * w) | (pts[:, 1] < -OUTSIDE * h)
+               | (pts[:, 1] > (1 + OUTSIDE) * h))
+        if far.any():
+            i = int(np.argmax(far))
+            raise DataError(f"{s.source}: point {i + 1} ({pts[i, 0]:.6g}, {pts[i, 1]:.6g}) lies "
+                            f"far outside its {w}x{h} image {s.image}")
+        if normaliser(pts[None], model.scheme)[0] <= 1e-6:
+            raise DataError(f"{s.source}: the eye points coincide (the normalising distance "
+                            "is 0): the points are not a face's")
+
+
 def find_boxes(model, samples: list[Sample], mode: str,
                settings: DetectorSettings | None = None, images=None, colour=None) -> list:
     """The box (or None for a miss) evaluate() would use for each face."""
@@ -107,6 +137,7 @@ def evaluate(model, samples: list[Sample], mode: str, settings: DetectorSettings
     evaluated twice, e.g. with and without refinement."""
     settings = settings or DetectorSettings()
     images, colour = load_images(samples, mode == "detector" and settings.name == "mtcnn")
+    check_faces(model, samples, images)
     if boxes is None:
         boxes = find_boxes(model, samples, mode, settings, images, colour)
     k = model.scheme.count
@@ -171,21 +202,25 @@ def plot_ced(reports: dict[str, dict], path: Path, title: str) -> Path:
     return path
 
 
+def _pct(v, digits: int = 2) -> str:
+    return "n/a" if v is None else f"{v:.{digits}f}"
+
+
 def format_table(report: dict) -> str:
     lines = [f"faces {report['n_faces']}  (predicted {report['n_predicted']}, "
              f"missed {report['misses']}; boxes: {report['boxes']})",
-             f"NME mean {report['nme_mean']:.2f}%  median {report['nme_median']:.2f}%  "
+             f"NME mean {_pct(report['nme_mean'])}%  median {_pct(report['nme_median'])}%  "
              f"FR@10% {report['failure_rate']:.2f}%  AUC@10% {report['auc_10']:.4f}",
              ]
     if "inter_pupil" in report:
         ip = report["inter_pupil"]
-        lines.append(f"inter-pupil: NME mean {ip['nme_mean']:.2f}%  FR@10% "
+        lines.append(f"inter-pupil: NME mean {_pct(ip['nme_mean'])}%  FR@10% "
                      f"{ip['failure_rate']:.2f}%  AUC@10% {ip['auc_10']:.4f}")
     if "per_region" in report:
-        lines.append("per region: " + "  ".join(f"{k} {v:.2f}%"
+        lines.append("per region: " + "  ".join(f"{k} {_pct(v)}%"
                                                 for k, v in report["per_region"].items()))
     else:
-        lines.append("per landmark: " + "  ".join(f"{k} {v:.2f}%"
+        lines.append("per landmark: " + "  ".join(f"{k} {_pct(v)}%"
                                                   for k, v in report["per_landmark"].items()))
     for name, a in report.get("attributes", {}).items():
         lines.append(f"{name:8s} accuracy {a['accuracy']:.2f}%  (majority baseline "

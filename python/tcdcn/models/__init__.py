@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tcdcn.build.caffe_source import sha256_file
+from tcdcn.paths import write_json
 from tcdcn.schemes import SCHEMES
 
 
@@ -43,6 +45,18 @@ def default_backend() -> str:
         return "opencv"
 
 
+def require_caffe_importer() -> None:
+    """OpenCV dnn's Caffe importer, which the "opencv" backend uses, or an error that says
+    what to install: OpenCV 5 removed it."""
+    import cv2
+    if not hasattr(cv2.dnn, "readNetFromCaffe"):
+        raise ImportError(
+            f"OpenCV {cv2.__version__} has no Caffe importer (cv2.dnn.readNetFromCaffe; "
+            "OpenCV 5 removed it), which the 'opencv' backend needs: install "
+            "'opencv-python-headless<5' (pip install 'opencv-python-headless<5'), or build "
+            "this project's Caffe (make setup) for the 'caffe' backend")
+
+
 def check_file(path: Path) -> None:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
@@ -68,6 +82,44 @@ def read_model_json(folder: Path) -> dict:
     if meta["landmark_scheme"] not in SCHEMES:
         raise ValueError(f"{path}: unknown landmark scheme {meta['landmark_scheme']!r}")
     return meta
+
+
+# a file's sha256 in hex: the one implementation (caffe_source is standard library only)
+file_sha256 = sha256_file
+
+
+def record_hashes(folder: Path, names) -> dict:
+    """Record the sha256 of each named file of `folder` in its model.json ("sha256"), for
+    verify_files; the other entries stay. Returns the updated description."""
+    folder = Path(folder)
+    meta = json.loads((folder / "model.json").read_text())
+    meta.setdefault("sha256", {}).update({n: file_sha256(folder / n) for n in sorted(set(names))})
+    write_json(folder / "model.json", meta)
+    return meta
+
+
+def verify_files(folder: Path, names, meta: dict | None = None) -> None:
+    """Check each named file of `folder` against the sha256 its model.json records (where it
+    records one): a file changed after release (weights shuffled, a partial copy) is an error
+    naming it, not a net that loads and predicts garbage."""
+    folder = Path(folder)
+    if meta is None:
+        path = folder / "model.json"
+        if not path.is_file():
+            return
+        meta = json.loads(path.read_text())
+    recorded = meta.get("sha256", {})
+    for name in names:
+        want = recorded.get(name)
+        if want is None:
+            continue
+        check_file(folder / name)
+        have = file_sha256(folder / name)
+        if have != want:
+            raise ValueError(f"{folder / name}: sha256 {have[:16]}... differs from the "
+                             f"{want[:16]}... that {folder / 'model.json'} records: the file "
+                             "was changed or damaged after release; restore it (reinstall "
+                             "the package, or copy the model folder again)")
 
 
 def load_caffe_net(deploy: Path, weights: Path):

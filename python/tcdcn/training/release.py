@@ -10,7 +10,6 @@ validation split (its own boxes and every detector) and, for MTFL models, the AF
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import shutil
 import subprocess
@@ -36,8 +35,8 @@ from tcdcn.evaluation.evaluate import (
     plot_ced,
 )
 from tcdcn.landmarks import LandmarkModel
-from tcdcn.models import bundled
-from tcdcn.paths import checkout, git_commit
+from tcdcn.models import bundled, file_sha256, record_hashes
+from tcdcn.paths import atomic_write, checkout, git_commit, write_json
 from tcdcn.schemes import SCHEMES, TASKS
 from tcdcn.training.net import INPUT_SIZE, NetOptions, deploy_net
 
@@ -74,7 +73,8 @@ def refresh_deploy(model: Path) -> int:
     rng = np.random.default_rng(0)
     crops = rng.integers(0, 256, (64, 1, 40, 40)).astype(np.float32)
     crops = np.concatenate([crops, crops[..., ::-1]])
-    old = LandmarkModel(model, batch=len(crops), backend="caffe").forward(crops)
+    # the stale file differs from its recorded hash by design: it is compared, not trusted
+    old = LandmarkModel(model, batch=len(crops), backend="caffe", verify=False).forward(crops)
     with tempfile.TemporaryDirectory() as tmp:
         trial = Path(tmp)
         for f in model.iterdir():
@@ -82,15 +82,15 @@ def refresh_deploy(model: Path) -> int:
                 (trial / f.name).symlink_to(f.resolve())
         (trial / path.name).unlink()
         (trial / path.name).write_text(text)
-        new = LandmarkModel(trial, batch=len(crops), backend="caffe").forward(crops)
+        new = LandmarkModel(trial, batch=len(crops), backend="caffe", verify=False).forward(crops)
     worst = max(float(np.abs(old[k] - new[k]).max()) for k in old)
     if worst > 1e-6:
         print(f"error: {path}: the net from net.py differs from the released one by {worst:.2e}; "
               "release the model again instead", file=sys.stderr)
         return 1
-    tmp_path = path.with_name(path.name + ".tmp")
-    tmp_path.write_text(text)
-    os.replace(tmp_path, path)
+    atomic_write(path, text)
+    if path.name in meta.get("sha256", {}):
+        record_hashes(model, [path.name])
     print(f"rewrote {path} (outputs equal the old file's: max difference {worst:.1e} on "
           f"{len(crops)} crops)")
     return 0
@@ -212,6 +212,7 @@ def release(run: Path, out: Path, root: Path, calibration_faces: int = 2000,
                         f"TCDCN {scheme.count}-point facial landmark model (ECCV 2014 layout, "
                         "conv1-3 from the 5-point model)"),
         "files": {"deploy": "deploy.prototxt", "weights": weights_name},
+        "sha256": {name: file_sha256(out / name) for name in ("deploy.prototxt", weights_name)},
         "input": {"size": INPUT_SIZE, "channels": 1, "colour": "grey (BGR converted with OpenCV)",
                   "pixel_range": "0..255, no scaling outside the net",
                   "normalisation": "per-image z-score inside the net (MVN layer)",
@@ -248,7 +249,7 @@ def release(run: Path, out: Path, root: Path, calibration_faces: int = 2000,
     tool = build_info().caffe_tool
     meta["training"] = json.loads(portable(json.dumps(meta["training"]), run,
                                            Path(state["lmdb"]), tool))
-    (out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+    write_json(out / "model.json", meta)
     if (run / "curves.png").is_file():
         shutil.copyfile(run / "curves.png", out / "training_curves.png")
     (out / "training_log.json").write_text(portable(
@@ -277,7 +278,7 @@ def release(run: Path, out: Path, root: Path, calibration_faces: int = 2000,
     meta["inference_choices"] = {
         "rule": f"crop scale and flip averaging with the lowest validation NME ({val_boxes} boxes)",
         "tried": choices}
-    (out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+    write_json(out / "model.json", meta)
     return measure(model, meta, out, val, val_boxes, val_key, dataset, data_name,
                    "mtcnn" in calibrations, mtcnn_dir, root, validation_only)
 
@@ -315,7 +316,7 @@ def measure(model, meta: dict, out: Path, val: list, val_boxes: str, val_key: st
     model.meta.update(detector_crop=meta["detector_crop"])
     if validation_only:
         meta["numbers"] = {k: summary(v) for k, v in numbers.items()}
-        (out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+        write_json(out / "model.json", meta)
         print(format_table(numbers[val_key]))
         return 0
     if dataset != "mtfl":   # no test set of this scheme here: validation numbers only
@@ -323,7 +324,7 @@ def measure(model, meta: dict, out: Path, val: list, val_boxes: str, val_key: st
         meta["numbers"]["note"] = (f"validation: held-out {data_name} faces, split by image "
                                    "(used to stop training and for every choice); the test "
                                    "faces are kept elsewhere")
-        (out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+        write_json(out / "model.json", meta)
         for name, r in numbers.items():
             print(f"== {name}\n{format_table(r)}")
         print(f"wrote {out}/")
@@ -352,7 +353,7 @@ def measure(model, meta: dict, out: Path, val: list, val_boxes: str, val_key: st
     meta["numbers"] = {k: summary(v) for k, v in numbers.items()}
     meta["numbers"]["note"] = ("validation: held-out MTFL training faces (used to stop "
                                "training); AFLW: MTFL testing.txt, never used for choices")
-    (out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+    write_json(out / "model.json", meta)
     print(f"wrote {out}/")
     return 0
 

@@ -31,7 +31,8 @@ from tcdcn.detection.snet import (
     net_text,
 )
 from tcdcn.evaluation.recall import proposal_recall
-from tcdcn.paths import data_root, git_commit
+from tcdcn.models import file_sha256
+from tcdcn.paths import atomic_output, data_root, git_commit, write_json
 from tcdcn.schemes import FIVE_POINT
 
 POSITIVE = 0.95          # teacher faces scoring below this are neither face nor background
@@ -355,9 +356,8 @@ def write_model(opts: SNetOptions, weights: Path, out: Path, log=print) -> None:
     for name in net.params:
         for a, b in zip(net.params[name], trained.params[name]):
             a.data[...] = b.data
-    tmp = out / "snet.caffemodel.tmp"
-    net.save(str(tmp))
-    tmp.replace(out / "snet.caffemodel")
+    with atomic_output(out / "snet.caffemodel") as tmp:
+        net.save(str(tmp))
     commit = git_commit(short=True, mark_dirty=False)
     meta = {"name": "snet", "input": "grey, (pixel - 127.5) / 128, any size",
             "stride": STRIDE, "face_range": list(FACE_RANGE),
@@ -369,10 +369,9 @@ def write_model(opts: SNetOptions, weights: Path, out: Path, log=print) -> None:
             "training_faces": "MTFL training faces outside the detector validation sets "
                               f"(HELD_OUT = {HELD_OUT})",
             "command": opts.command, "commit": commit}
+    meta["sha256"] = {f: file_sha256(out / f) for f in ("snet.caffemodel", "snet.prototxt")}
     meta["validation"] = validate(out, opts.root, opts.val, log)
-    tmp = out / "model.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    tmp.replace(out / "model.json")
+    write_json(out / "model.json", meta)
     log(f"wrote {out}")
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from tcdcn.build.caffe_build import build_info
 from tcdcn.data.lmdb_io import decode_datum, read_lmdb
-from tcdcn.paths import git_commit
+from tcdcn.paths import git_commit, write_json
 from tcdcn.schemes import TASKS
 from tcdcn.training.monitor import (
     DivergenceGuard,
@@ -284,9 +284,7 @@ def mean_shape_loss(val_lmdb: Path, n_coords: int) -> float | None:
 
 
 def save_state(run: Path, state: dict) -> None:
-    tmp = run / "state.json.tmp"
-    tmp.write_text(json.dumps(state, indent=2) + "\n")
-    os.replace(tmp, run / "state.json")
+    write_json(run / "state.json", state)
 
 
 def loss_options(args) -> dict:

@@ -5,6 +5,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from tcdcn.models import load_caffe_net, read_model_json
+from tcdcn.paths import atomic_output
 from tcdcn.training.net import deploy_net
 
 TRUNK_LAYERS = ("conv1", "conv2", "conv3")   # shared by the 5- and 68-point models
@@ -37,9 +38,8 @@ def init_from_trunk(source, opts, out, seed: int = 1):
                 raise ValueError(f"layer {name} has shape {have.data.shape}, this net needs "
                                  f"{want.data.shape}")
             want.data[...] = have.data
-    tmp = out.with_name(out.name + ".tmp")
-    net.save(str(tmp))
-    tmp.replace(out)
+    with atomic_output(out) as tmp:
+        net.save(str(tmp))
     return out
 
 
@@ -63,7 +63,6 @@ def with_aux_branch(weights, opts, out):
     net = caffe.Net(str(deploy), caffe.TEST, weights=str(weights))
     for have, want in zip(net.params["conv4"], net.params["conv4_aux"]):
         want.data[...] = have.data
-    tmp = out.with_name(out.name + ".tmp")
-    net.save(str(tmp))
-    tmp.replace(out)
+    with atomic_output(out) as tmp:
+        net.save(str(tmp))
     return out
