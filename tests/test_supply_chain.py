@@ -12,7 +12,7 @@ from tcdcn.build import caffe_source as cs
 
 from tests.helpers import REPO
 
-PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", re.M)
+PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(\S+)", re.M)
 LOCKS = ["requirements.txt", "tools/mkl.txt", "tools/cuda-toolkit.txt", "tools/cuda-extra.txt"]
 
 

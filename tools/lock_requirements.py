@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 INDEX = "https://pypi.org/simple"
 NO_DEPS_LISTS = ("tools/mkl.txt", "tools/cuda-toolkit.txt", "tools/cuda-extra.txt")
-PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
+PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)")
 
 
 def normalise(name: str) -> str:

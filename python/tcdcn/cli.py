@@ -32,13 +32,13 @@ import cv2
 
 from tcdcn.api import Detector, draw
 from tcdcn.detection.base import MIN_FACE
-from tcdcn.image import IMAGE_SUFFIXES, load_image
+from tcdcn.image import IMAGE_SUFFIXES, VIDEO_SUFFIXES, load_image
 from tcdcn.models import DEFAULT_MODEL
 from tcdcn.paths import atomic_output, write_json
 from tcdcn.video.smoothing import LandmarkSmoother
 from tcdcn.video.tracking import Tracker
 
-VIDEO_EXT = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
+VIDEO_EXT = VIDEO_SUFFIXES
 JOURNAL = ".faces.jsonl.journal"   # faces.jsonl's length before the block being appended
 
 

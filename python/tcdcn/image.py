@@ -143,3 +143,5 @@ def to_grey(image: np.ndarray) -> np.ndarray:
 
 # Image files the tools read: the CLI's inputs, the images beside 300-W's .pts files
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+# Video files the tools read frame by frame (OpenCV's VideoCapture)
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
