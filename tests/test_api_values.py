@@ -116,10 +116,28 @@ def test_an_input_size_the_net_does_not_take_is_an_error(tmp_path, caffe):
         LandmarkModel(folder, backend="caffe")
 
 
-def test_opencv_without_the_caffe_importer_says_what_to_install(monkeypatch):
-    """OpenCV 5 has no cv2.dnn.readNetFromCaffe: the error says what to install."""
+def test_opencv_without_the_caffe_importer_reads_the_onnx_export(monkeypatch, tmp_path):
+    """OpenCV 5 has no cv2.dnn.readNetFromCaffe: the opencv backend reads the ONNX files
+    and gives the same outputs; a model folder without them says what to run."""
     import cv2
     from tcdcn.landmarks import LandmarkModel
+    crops = np.random.default_rng(0).integers(0, 256, (4, 1, 40, 40)).astype(np.float32)
+    before = LandmarkModel(BUNDLED, backend="opencv").forward(crops)
     monkeypatch.delattr(cv2.dnn, "readNetFromCaffe", raising=False)
-    with pytest.raises(ImportError, match=r"opencv-python-headless<5"):
-        LandmarkModel(BUNDLED, backend="opencv")
+    after = LandmarkModel(BUNDLED, backend="opencv").forward(crops)
+    assert max(float(np.abs(before[k] - after[k]).max()) for k in before) < 1e-4
+    folder = _copy(tmp_path)
+    meta = json.loads((folder / "model.json").read_text())
+    del meta["files_onnx"]
+    (folder / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(FileNotFoundError, match=r"no ONNX export .*no Caffe importer.*export_onnx.py"):
+        LandmarkModel(folder, backend="opencv")
+
+
+def test_haar_without_opencv_s_cascades_says_what_to_do(monkeypatch):
+    """OpenCV 5 removed cv2.CascadeClassifier: detector="haar" is a clear ImportError."""
+    import cv2
+    from tcdcn.api import Detector
+    monkeypatch.delattr(cv2, "CascadeClassifier", raising=False)
+    with pytest.raises(ImportError, match="no Haar cascades .*detector='mtcnn'"):
+        Detector(detector="haar", backend="opencv")

@@ -40,6 +40,9 @@ def test_wheel_holds_the_model_and_nothing_else(wheel):
     for f in ("det1.prototxt", "det1.caffemodel", "det2.prototxt", "det2.caffemodel",
               "det3.prototxt", "det3.caffemodel", "LICENSE", "README.md"):
         assert "tcdcn/models/mtcnn/" + f in names, f
+    for f in ("tcdcn_5pt/tcdcn_5pt.onnx", "tcdcn_68pt/tcdcn_68pt.onnx", "snet/snet.onnx",
+              "mtcnn/det1.onnx", "mtcnn/det2.onnx", "mtcnn/det3.onnx", "mtcnn/model.json"):
+        assert "tcdcn/models/" + f in names, f
     licence = zipfile.ZipFile(wheel).read("tcdcn/models/mtcnn/LICENSE").decode()
     assert "MIT License" in licence and "Kaipeng Zhang" in licence
     assert "tcdcn/cli.py" in names and "tcdcn/__main__.py" in names
@@ -48,17 +51,20 @@ def test_wheel_holds_the_model_and_nothing_else(wheel):
     import tcdcn  # the version is written once, in the package, and the wheel takes it
     assert wheel.name.startswith(f"tcdcn-{tcdcn.__version__}-"), wheel.name
     entry = [n for n in names if n.endswith("entry_points.txt")]
-    assert "tcdcn-detect = tcdcn.cli:main" in zipfile.ZipFile(wheel).read(entry[0]).decode()
+    scripts = zipfile.ZipFile(wheel).read(entry[0]).decode()
+    assert "tcdcn-detect = tcdcn.cli:main" in scripts and "tcdcn-align = tcdcn.align.cli:main" in scripts
 
 
 @pytest.fixture(scope="module")
 def installed(wheel, tmp_path_factory):
-    """A fresh virtual environment with the wheel installed: (its folder, environment)."""
+    """A fresh virtual environment with the wheel and OpenCV 4 installed: (its folder,
+    environment)."""
     venv = tmp_path_factory.mktemp("env") / "venv"
     assert run([sys.executable, "-m", "venv", str(venv)]).returncode == 0
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    # OpenCV 4 (its Caffe importer runs the Caffe exports); OpenCV 5 has a test of its own
     res = run([venv / "bin" / "python", "-m", "pip", "install", "-q",
-               "--disable-pip-version-check", str(wheel)], env=env)
+               "--disable-pip-version-check", str(wheel), "opencv-python-headless<5"], env=env)
     assert res.returncode == 0, res.stderr[-3000:]
     return venv, env
 
@@ -118,3 +124,39 @@ def test_installed_detector_can_be_shared_by_threads(installed, astronaut, tmp_p
     assert res.returncode == 0, res.stderr[-3000:]
     differ, with_faces = (int(v) for v in res.stdout.split())
     assert differ == 0 and with_faces > 200
+
+
+# The wheel with OpenCV 5 (no Caffe importer: the ONNX files) and with onnxruntime (the
+# [onnx] extra): each finds the astronaut's face as our Caffe backend does.
+OTHER_ENGINES = {"opencv5": (["opencv-python-headless==5.1.0.95"], "opencv backend"),
+                 "onnxruntime": (["onnxruntime==1.22.1"], "onnx backend")}
+
+
+@pytest.mark.caffe
+@pytest.mark.parametrize("engine", sorted(OTHER_ENGINES))
+def test_the_wheel_runs_with_opencv_5_and_with_onnxruntime(wheel, tmp_path, astronaut, engine):
+    extra, says = OTHER_ENGINES[engine]
+    venv = tmp_path / "venv"
+    assert run([sys.executable, "-m", "venv", str(venv)]).returncode == 0
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    py = venv / "bin" / "python"
+    res = run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check", str(wheel),
+               *extra], env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    if engine == "opencv5":
+        probe = run([py, "-c", "import cv2; print(cv2.__version__, "
+                               "hasattr(cv2.dnn, 'readNetFromCaffe'))"], env=env).stdout.split()
+        assert probe[0].startswith("5.") and probe[1] == "False"
+    photo = tmp_path / "astronaut.png"
+    cv2.imwrite(str(photo), astronaut)
+    res = run([venv / "bin" / "tcdcn-detect", photo, "--out", tmp_path / "out"], env=env,
+              cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert says in res.stderr
+    faces = json.loads((tmp_path / "out" / "faces.jsonl").read_text())["faces"]
+    from tcdcn.api import Detector
+    ours = Detector(backend="caffe")(str(photo))
+    assert len(ours) == len(faces) >= 1
+    for a, b in zip(sorted(ours, key=lambda f: f.box[0]), sorted(faces, key=lambda f: f["box"][0])):
+        np.testing.assert_allclose(a.box, b["box"], atol=0.05)
+        np.testing.assert_allclose(a.landmarks, np.array(b["landmarks"]), atol=0.05)

@@ -18,6 +18,7 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 from tcdcn.api import Detector
 from tcdcn.data.datasets import read_mtfl
 from tcdcn.data.detector_sets import (
@@ -44,6 +45,9 @@ def main(argv=None) -> int:
     p.add_argument("--backend", default="auto")
     p.add_argument("--root", type=Path, default=data_root())
     p.add_argument("--compare", type=Path, help="an earlier file: exit 1 where any face differs")
+    p.add_argument("--tolerance", type=float, default=0.0, metavar="PX",
+                   help="with --compare: faces agree when their boxes and points are within "
+                        "PX pixels and their attribute labels equal (default 0: identical)")
     args = p.parse_args(argv)
     os.environ.setdefault("GLOG_minloglevel", "2")
     detector = Detector(backend=args.backend)
@@ -54,8 +58,23 @@ def main(argv=None) -> int:
     print(f"{len(faces)} images, {sum(map(len, faces.values()))} faces: wrote {args.json}")
     if args.compare:
         before = json.loads(args.compare.read_text())["faces"]
-        differ = [k for k in set(before) | set(faces) if before.get(k) != faces.get(k)]
-        print(f"against {args.compare}: {len(differ)} of {len(faces)} images differ")
+        differ, worst = [], 0.0
+        for k in set(before) | set(faces):
+            a, b = before.get(k), faces.get(k)
+            if args.tolerance == 0.0 or a is None or b is None or len(a) != len(b):
+                if a != b:
+                    differ.append(k)
+                continue
+            gap = max((max(np.abs(np.subtract(fa[f], fb[f])).max() for f in ("box", "landmarks"))
+                       for fa, fb in zip(a, b)), default=0.0)
+            labels = all({t: v[0] for t, v in fa["attributes"].items()}
+                         == {t: v[0] for t, v in fb["attributes"].items()} for fa, fb in zip(a, b))
+            worst = max(worst, float(gap))
+            if gap > args.tolerance or not labels:
+                differ.append(k)
+        print(f"against {args.compare}: {len(differ)} of {len(faces)} images differ"
+              + (f" (beyond {args.tolerance} px; largest gap elsewhere {worst:.4f} px)"
+                 if args.tolerance else ""))
         return 1 if differ else 0
     return 0
 

@@ -41,7 +41,8 @@ class Detector:
                  mtcnn: str | Path | None = None, backend: str = "auto",
                  refine: int | None = None, pad="auto", crop_from: str | None = None,
                  turns="auto", proposals: str = "snet", sharing: str = "copies",
-                 turn_retry_below: float = TURN_RETRY_BELOW):
+                 turn_retry_below: float = TURN_RETRY_BELOW, flip: bool | None = None,
+                 attributes: bool = True):
         if not isinstance(min_face, numbers.Integral) or min_face < 12:
             raise ValueError(f"min_face must be a whole number of pixels >= 12 (MTCNN's "
                              f"smallest window), not {min_face!r}")
@@ -60,6 +61,14 @@ class Detector:
                                          sharing=sharing)
         self.model = LandmarkModel(resolve_model(model), batch=batch, backend=backend,
                                    sharing=sharing)
+        # faster, where a user chooses (docs/detector.md measures both): flip=False skips
+        # the mirrored second pass (model.json's test_time_flip otherwise); attributes=False
+        # asks the net for the landmarks only, and faces carry no attributes
+        if flip is not None:
+            self.model.flip = bool(flip)
+        if not attributes:
+            self.model.tasks = []
+            self.model.outputs = ["landmarks"]
         self.detector = make_detector(self.model, self.settings)
         self.wants_colour = detector == "mtcnn"
         # a second, re-centred pass only where the model's measurements say it helps

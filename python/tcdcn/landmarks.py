@@ -27,11 +27,12 @@ from tcdcn.geometry import (
 from tcdcn.image import to_grey
 from tcdcn.models import (
     BACKENDS,
+    OnnxNet,
     check_file,
     default_backend,
+    has_caffe_importer,
     load_caffe_net,
     read_model_json,
-    require_caffe_importer,
     shared,
     verify_files,
 )
@@ -56,6 +57,17 @@ def check_batch(batch) -> int:
             or not 1 <= batch <= MAX_BATCH:
         raise ValueError(f"batch must be a whole number from 1 to {MAX_BATCH}, not {batch!r}")
     return int(batch)
+
+
+def _opencv_net(weights: Path, deploy: Path | None):
+    """OpenCV dnn's net from the Caffe export (deploy given) or the ONNX file."""
+    try:
+        if deploy is None:
+            return cv2.dnn.readNetFromONNX(str(weights))
+        return cv2.dnn.readNetFromCaffe(str(deploy), str(weights))
+    except cv2.error as err:
+        raise ValueError(f"{weights}: OpenCV cannot load this model "
+                         f"({str(err).strip().splitlines()[-1]})") from None
 
 
 class _CaffeLandmarks:
@@ -118,6 +130,23 @@ class LandmarkModel:
                 verify_files(self.folder, (deploy.name, weights.name), self.meta)
             self.nets = shared(lambda: _CaffeLandmarks(load_caffe_net(deploy, weights),
                                                        self.size, batch, deploy), sharing)
+        elif backend == "onnx" or not has_caffe_importer():
+            # onnxruntime, or OpenCV 5's dnn (no Caffe importer): the ONNX export
+            name = self.meta.get("files_onnx", {}).get("net")
+            if not name:
+                raise FileNotFoundError(
+                    f"{self.folder}/model.json names no ONNX export (needed by "
+                    + ("onnxruntime" if backend == "onnx" else
+                       f"OpenCV {cv2.__version__}, which has no Caffe importer")
+                    + f"): run tools/export_onnx.py --model {self.folder}")
+            path = self.folder / name
+            check_file(path)
+            if verify:
+                verify_files(self.folder, (name,), self.meta)
+            if backend == "onnx":
+                self.nets = shared(lambda: OnnxNet(path), sharing)
+            else:
+                self.nets = shared(lambda: _opencv_net(path, None), sharing)
         else:
             files = self.meta.get("files_opencv")
             if not files:
@@ -128,15 +157,7 @@ class LandmarkModel:
             deploy, weights = self.folder / files["deploy"], self.folder / files["weights"]
             if verify:
                 verify_files(self.folder, (deploy.name, weights.name), self.meta)
-            require_caffe_importer()
-
-            def load():
-                try:
-                    return cv2.dnn.readNetFromCaffe(str(deploy), str(weights))
-                except cv2.error as err:
-                    raise ValueError(f"{weights}: OpenCV cannot load this model "
-                                     f"({str(err).strip().splitlines()[-1]})") from None
-            self.nets = shared(load, sharing)
+            self.nets = shared(lambda: _opencv_net(weights, deploy), sharing)
 
     @property
     def net(self):
@@ -199,7 +220,7 @@ class LandmarkModel:
         for start in range(0, len(crops), batch):
             chunk = crops[start:start + batch]
             with self.nets.use() as net:
-                if self.backend == "opencv":
+                if self.backend != "caffe":
                     net.setInput(np.ascontiguousarray(chunk))
                     result = dict(zip(self.outputs, net.forward(self.outputs)))
                 else:

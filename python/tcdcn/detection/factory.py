@@ -167,7 +167,10 @@ def make_detector(model, settings: DetectorSettings | None = None,
     tuning = {k: v for k, v in dict(lazy=s.lazy, nms_thresholds=s.nms,
                                     max_regression=s.max_regression,
                                     max_candidates=s.max_candidates).items() if v is not None}
-    base = MTCNNDetector(s.mtcnn_dir, calib, min_size=s.min_face, sharing=s.sharing, **tuning)
+    # MTCNN's nets run in OpenCV dnn (faster there than in our Caffe), in onnxruntime where
+    # the model does (backend "onnx": every net in onnxruntime)
+    base = MTCNNDetector(s.mtcnn_dir, calib, min_size=s.min_face, sharing=s.sharing,
+                         backend="onnx" if model.backend == "onnx" else "opencv", **tuning)
     last_resort = mtcnn.LAST_RESORT if s.last_resort == "auto" else s.last_resort
 
     def last_for(cascade):   # where nothing at all was found: the same nets, other bars

@@ -9,6 +9,10 @@ from tcdcn.models import shared
 
 
 def _load_cascades():
+    if not hasattr(cv2, "CascadeClassifier"):
+        raise ImportError(f"OpenCV {cv2.__version__} has no Haar cascades "
+                          "(cv2.CascadeClassifier, removed in OpenCV 5): use detector='mtcnn' "
+                          "(the default), or OpenCV 4 ('opencv-python-headless<5')")
     base = cv2.data.haarcascades
     frontal = cv2.CascadeClassifier(base + "haarcascade_frontalface_default.xml")
     profile = cv2.CascadeClassifier(base + "haarcascade_profileface.xml")

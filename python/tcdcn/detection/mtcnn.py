@@ -28,12 +28,12 @@ from tcdcn.detection.base import (
 )
 from tcdcn.image import to_grey
 from tcdcn.models import (
-    CaffeNet,
+    BACKENDS,
     bundled,
     default_backend,
-    require_caffe_importer,
+    has_caffe_importer,
+    load_net,
     shared,
-    verify_files,
 )
 
 THRESHOLDS = (0.6, 0.7, 0.7)
@@ -206,25 +206,15 @@ def _load_nets(folder: Path, backend: str) -> list:
             f"{folder}: MTCNN model files missing ({', '.join(missing)}); get det1-3 from "
             "the authors' repository kpzhang93/MTCNN_face_detection_alignment "
             "(code/codes/MTCNNv1/model)")
-    verify_files(folder, [f"det{i}.{ext}" for i in (1, 2, 3) for ext in ("prototxt", "caffemodel")])
-    if backend != "caffe":
-        require_caffe_importer()
     nets = []
     for i in (1, 2, 3):
-        deploy, weights = folder / f"det{i}.prototxt", folder / f"det{i}.caffemodel"
-        if backend == "caffe":
-            nets.append(CaffeNet(deploy, weights))
-            continue
-        try:
-            net = cv2.dnn.readNetFromCaffe(str(deploy), str(weights))
-        except cv2.error as err:
-            raise ValueError(f"{weights}: OpenCV cannot load this MTCNN model "
-                             f"({str(err).strip().splitlines()[-1]})") from None
-        # OpenCV's convolution fused with the PReLU after it (a slope per channel) is
-        # slower than the two layers apart, with the same outputs to the bit: O-Net
-        # 0.50 instead of 0.58 ms per crop, P-Net and R-Net 10-20% less
-        # (tools/bench_inference.py measures it: mtcnn_unfused)
-        net.enableFusion(False)
+        net = load_net(folder, f"det{i}", backend, "MTCNN model")
+        if backend == "opencv" and has_caffe_importer():   # OpenCV 4 (5's new engine
+            # fails to run a net with fusion off). OpenCV's convolution fused with the PReLU after it (a slope per channel) is
+            # slower than the two layers apart, with the same outputs to the bit: O-Net
+            # 0.50 instead of 0.58 ms per crop, P-Net and R-Net 10-20% less
+            # (tools/bench_inference.py measures it: mtcnn_unfused)
+            net.enableFusion(False)
         nets.append(net)
     return nets
 
@@ -246,8 +236,8 @@ class MTCNNDetector:
         folder = Path(folder) if folder is not None else bundled("mtcnn")
         if backend == "auto":
             backend = default_backend()
-        if backend not in ("opencv", "caffe"):
-            raise ValueError(f"backend must be 'opencv', 'caffe' or 'auto', not {backend!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS} or 'auto', not {backend!r}")
         self.backend = backend
         self.nets = nets if nets is not None else shared(lambda: _load_nets(folder, backend),
                                                          sharing)

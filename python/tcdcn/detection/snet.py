@@ -25,13 +25,7 @@ import cv2
 import numpy as np
 
 from tcdcn.detection.base import PIXEL_MEAN, PIXEL_SCALE, Search, nms
-from tcdcn.models import (
-    CaffeNet,
-    bundled,
-    require_caffe_importer,
-    shared,
-    verify_files,
-)
+from tcdcn.models import bundled, load_net, shared
 
 STRIDE = 8            # one output cell per 8x8 input pixels; cell j's centre is pixel 8j
 
@@ -215,19 +209,10 @@ class SNetNet:
             if not f.is_file():
                 raise FileNotFoundError(f"{f}: S-Net model file missing (tools/train_snet.py "
                                         "writes it)")
-        verify_files(folder, (deploy.name, weights.name))
-        if backend != "caffe":
-            require_caffe_importer()
         self.backend = backend
 
         def load():
-            if backend == "caffe":
-                return CaffeNet(deploy, weights)
-            try:
-                return cv2.dnn.readNetFromCaffe(str(deploy), str(weights))
-            except cv2.error as err:
-                raise ValueError(f"{weights}: OpenCV cannot load this S-Net model "
-                                 f"({str(err).strip().splitlines()[-1]})") from None
+            return load_net(folder, "snet", backend, "S-Net model")
         # two copies: one for the large levels, one for the batch of small ones, so that
         # neither reallocates its blobs for the other's shape on every image
         self.nets = shared(lambda: (load(), load()), sharing)

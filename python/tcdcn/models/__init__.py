@@ -32,29 +32,95 @@ def resolve_model(model: str | Path) -> Path:
     return path
 
 
-BACKENDS = ("caffe", "opencv")
+# "caffe": this project's pycaffe; "onnx": onnxruntime on the shipped ONNX files;
+# "opencv": OpenCV dnn, from the Caffe files where it has the Caffe importer (OpenCV 4),
+# else from the ONNX files (OpenCV 5)
+BACKENDS = ("caffe", "onnx", "opencv")
+
+
+def has_onnxruntime() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+def has_caffe_importer() -> bool:
+    import cv2
+    return hasattr(cv2.dnn, "readNetFromCaffe")
 
 
 def default_backend() -> str:
-    """"caffe" where this project's pycaffe imports (tools/setup.sh), else "opencv"."""
+    """"caffe" where this project's pycaffe imports (tools/setup.sh), else "onnx" where
+    onnxruntime does, else "opencv"."""
     try:
         import caffe  # noqa: F401
         from caffe import layer_type_list
-        return "caffe" if "LocallyConnected" in layer_type_list() else "opencv"
+        if "LocallyConnected" in layer_type_list():
+            return "caffe"
     except Exception:   # no pycaffe, or another Caffe without our layers
-        return "opencv"
+        pass
+    return "onnx" if has_onnxruntime() else "opencv"
 
 
-def require_caffe_importer() -> None:
-    """OpenCV dnn's Caffe importer, which the "opencv" backend uses, or an error that says
-    what to install: OpenCV 5 removed it."""
+class OnnxNet:
+    """onnxruntime behind OpenCV dnn's setInput/forward calls (the "onnx" backend)."""
+
+    def __init__(self, path: Path):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ImportError("the 'onnx' backend needs onnxruntime: pip install "
+                              "'./python[onnx]' (or onnxruntime)") from None
+        check_file(path)
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), options,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as err:   # onnxruntime raises its own exception types
+            raise ValueError(f"{path}: onnxruntime cannot load this model ({err})") from None
+        self.input = self.session.get_inputs()[0].name
+        self.blob = None
+
+    def setInput(self, blob: np.ndarray) -> None:   # noqa: N802 (OpenCV's name)
+        self.blob = np.ascontiguousarray(blob, dtype=np.float32)
+
+    def forward(self, names):
+        single = isinstance(names, str)
+        outs = self.session.run([names] if single else list(names), {self.input: self.blob})
+        return outs[0] if single else outs
+
+
+def load_net(folder: Path, stem: str, backend: str, what: str = "model"):
+    """The net `stem` of a model folder (stem.prototxt + stem.caffemodel, stem.onnx) as an
+    object with OpenCV dnn's setInput/forward: pycaffe ("caffe"), onnxruntime ("onnx") or
+    OpenCV dnn ("opencv": the Caffe files with OpenCV 4, the ONNX file with OpenCV 5). The
+    files are checked against the folder's model.json sha256 first."""
     import cv2
-    if not hasattr(cv2.dnn, "readNetFromCaffe"):
-        raise ImportError(
-            f"OpenCV {cv2.__version__} has no Caffe importer (cv2.dnn.readNetFromCaffe; "
-            "OpenCV 5 removed it), which the 'opencv' backend needs: install "
-            "'opencv-python-headless<5' (pip install 'opencv-python-headless<5'), or build "
-            "this project's Caffe (make setup) for the 'caffe' backend")
+    folder = Path(folder)
+    caffe_files = [f"{stem}.prototxt", f"{stem}.caffemodel"]
+    if backend == "caffe":
+        verify_files(folder, caffe_files)
+        return CaffeNet(folder / caffe_files[0], folder / caffe_files[1])
+    if backend == "onnx":
+        verify_files(folder, [f"{stem}.onnx"])
+        return OnnxNet(folder / f"{stem}.onnx")
+    if backend != "opencv":
+        raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
+    use_onnx = not has_caffe_importer()
+    names = [f"{stem}.onnx"] if use_onnx else caffe_files
+    verify_files(folder, names)
+    for name in names:
+        check_file(folder / name)
+    try:
+        if use_onnx:
+            return cv2.dnn.readNetFromONNX(str(folder / names[0]))
+        return cv2.dnn.readNetFromCaffe(str(folder / names[0]), str(folder / names[1]))
+    except cv2.error as err:
+        raise ValueError(f"{folder / names[-1]}: OpenCV cannot load this {what} "
+                         f"({str(err).strip().splitlines()[-1]})") from None
 
 
 def check_file(path: Path) -> None:
