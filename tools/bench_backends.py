@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "python"))
-from bench_inference import timed  # noqa: E402  (tools/: the median of repeated runs)
 
 
 def main(argv=None) -> int:
@@ -41,6 +40,7 @@ def main(argv=None) -> int:
     from tcdcn import models as m
     from tcdcn.api import Detector
     from tcdcn.paths import data_root, write_json
+    from tcdcn.timing import timed
     cv2.setNumThreads(args.threads)
     try:
         import onnxruntime

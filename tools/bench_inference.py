@@ -23,19 +23,9 @@ import time
 from pathlib import Path
 
 from tcdcn.paths import data_root
+from tcdcn.timing import timed
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def timed(fn, repeats: int) -> float:
-    """Median seconds of fn() over `repeats` runs (after one warm-up)."""
-    fn()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
 
 
 def end_to_end_suite(args, det, astronaut) -> dict:

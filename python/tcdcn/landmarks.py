@@ -47,6 +47,15 @@ def box_for_points(points: np.ndarray, turn: int, shape) -> np.ndarray:
     return np.append(turned_back(upright, turn, shape)[0], turn)
 
 
+def with_temperature(probs: np.ndarray, t: float) -> np.ndarray:
+    """Probabilities (N x K) as the logits divided by t would give them: p^(1/t),
+    normalised (evaluation.calibration chooses t on validation)."""
+    logp = np.log(np.clip(np.asarray(probs, np.float64), 1e-12, 1.0)) / t
+    logp -= logp.max(axis=1, keepdims=True)
+    e = np.exp(logp)
+    return e / e.sum(axis=1, keepdims=True)
+
+
 MAX_BATCH = 1024   # crops per forward pass; Caffe aborts the process on blobs far larger
 
 
@@ -118,6 +127,9 @@ class LandmarkModel:
         self.flip = bool(self.meta.get("test_time_flip", False))
         self.scheme = SCHEMES[self.meta["landmark_scheme"]]
         self.tasks = [t for t in TASKS if t.name in self.meta.get("attributes", {})]
+        # attribute probabilities' temperatures, chosen on validation (model.json)
+        self.temperature = {k: float(v) for k, v in
+                            self.meta.get("attribute_temperature", {}).items()}
         self.backend = backend
         self.batch = batch
         self.outputs = ["landmarks"] + [f"{t.name}_prob" for t in self.tasks]
@@ -260,6 +272,9 @@ class LandmarkModel:
             attributes = {}
             for task in self.tasks:
                 p = out[f"{task.name}_prob"][i].ravel()
+                t = self.temperature.get(task.name)
+                if t:   # calibrated on validation (tools/calibrate_attributes.py)
+                    p = with_temperature(p[None], t)[0]
                 k = int(p.argmax())
                 attributes[task.name] = (task.classes[k], float(p[k]))
             faces.append(Face(box=box[:4], score=1.0 if scores is None else float(scores[i]),
