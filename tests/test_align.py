@@ -182,4 +182,6 @@ def test_a_killed_run_resumes_to_every_input_exactly_once(astronaut, tmp_path, p
     assert len({(r["image"], r["face"]) for r in faces}) == len(faces)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "complete" and summary["inputs"] == 40
-    assert summary["shards_this_run"] == 20 - len(finished)
+    # only unfinished shards were redone (a Ray worker outside the killed process group may
+    # still have finished one in between; its part then counts as done)
+    assert summary["shards_this_run"] <= 20 - len(finished)

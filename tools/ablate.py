@@ -138,8 +138,14 @@ def main(argv=None) -> int:
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
     py = sys.executable
     if args.suite == "5pt-loss" and not (args.out / "start.caffemodel").is_file():
-        blob = subprocess.run(["git", "-C", str(REPO), "show", f"{START_COMMIT}:{START_WEIGHTS}"],
-                              capture_output=True, check=True).stdout
+        try:
+            blob = subprocess.run(["git", "-C", str(REPO), "show",
+                                   f"{START_COMMIT}:{START_WEIGHTS}"],
+                                  capture_output=True, check=True).stdout
+        except (OSError, subprocess.CalledProcessError):
+            raise SystemExit(f"error: the 5pt-loss suite starts from {START_WEIGHTS} as of "
+                             f"commit {START_COMMIT}: it needs git and a clone with that "
+                             "history") from None
         atomic_write(args.out / "start.caffemodel", blob)
     root = str(data_root(args.root))
     for variant, flags in SUITES[args.suite].items():

@@ -17,7 +17,10 @@ pytestmark = [pytest.mark.caffe, pytest.mark.slow]
 
 
 def test_setup_found_or_made_an_nvcc(build):
-    """setup.sh records an nvcc unless told not to prepare the check (TCDCN_CUDA_CHECK=0)."""
+    """setup.sh records an nvcc unless told not to prepare the check (TCDCN_CUDA_CHECK=0,
+    as the CI image is built)."""
+    if os.environ.get("TCDCN_CUDA_CHECK") == "0":
+        pytest.skip("TCDCN_CUDA_CHECK=0: setup was told not to prepare the CUDA check")
     assert build.nvcc is not None and build.nvcc.is_file(), \
         "tools/setup.sh found no nvcc and laid none out from PyPI"
 

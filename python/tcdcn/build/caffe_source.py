@@ -274,8 +274,11 @@ def copy_checkout(source: Path, dest: Path, expected_commit: str | None) -> Path
     """Copy an existing BVLC checkout (without .git), warning if it is not the pinned commit."""
     root = _caffe_root(source)
     if expected_commit and (root / ".git").exists():
-        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"],
-                              capture_output=True, text=True).stdout.strip()
+        try:
+            head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"],
+                                  capture_output=True, text=True).stdout.strip()
+        except OSError:   # no git here: the commit cannot be checked
+            head = ""
         if head and not head.startswith(expected_commit):
             print(f"warning: {root} is at {head[:12]}, the pin is {expected_commit}; "
                   "the patches may not apply", file=sys.stderr)

@@ -137,7 +137,9 @@ def started_from(init: str, depth: int = 0, run_commit: str | None = None,
                                    capture_output=True, text=True) if run_commit else None
             if shown is not None and shown.returncode == 0:
                 prev = json.loads(shown.stdout)
-        except ValueError:   # a model folder outside this checkout: as it is now
+        except (ValueError, TypeError):   # a model folder outside this checkout: as it is now
+            pass
+        except OSError:   # no git here (an image without it): the model.json as it is now
             pass
         return {"weights": init, "model": prev.get("name"), "commit": prev.get("commit"),
                 "training": prev.get("training")}
