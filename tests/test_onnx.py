@@ -142,3 +142,14 @@ def test_the_onnx_backend_finds_the_same_faces(caffe, astronaut):
             assert fa.attributes.keys() == fb.attributes.keys()
         found += len(a)
     assert found >= len(images) - 1
+
+
+def test_the_command_line_takes_the_onnx_backend(tmp_path, astronaut, python_exe):
+    from tests.helpers import run
+    photo = tmp_path / "a.png"
+    cv2.imwrite(str(photo), astronaut)
+    res = run([python_exe, REPO / "tools" / "detect.py", photo, "--out", tmp_path / "o",
+               "--backend", "onnx"])
+    assert res.returncode == 0 and "onnx backend" in res.stderr, res.stderr[-2000:]
+    faces = json.loads((tmp_path / "o" / "faces.jsonl").read_text())["faces"]
+    assert len(faces) >= 1

@@ -29,8 +29,8 @@ MAX_SIDE = 2048            # larger images are searched downscaled (boxes scaled
 class Detector:
     """Face detection (MTCNN by default, the models ship in the package; or OpenCV's Haar
     cascades), crops placed as the model's measurements chose (model.json), then the TCDCN
-    model. `backend` ("auto", "caffe", "opencv") is where the landmark model and S-Net run;
-    MTCNN's own nets always run in OpenCV dnn.
+    model. `backend` ("auto", "caffe", "onnx", "opencv") is where the landmark model and
+    S-Net run; MTCNN's own nets run in OpenCV dnn, or in onnxruntime with "onnx".
 
     One Detector can be shared by threads: it holds configuration and loaded nets only
     (one copy of each net per thread that uses it; sharing="lock" keeps one behind a lock

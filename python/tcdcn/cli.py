@@ -48,9 +48,10 @@ def parse_args(argv):
     p.add_argument("inputs", nargs="+", type=Path, help="images, folders (searched) or videos")
     p.add_argument("--out", type=Path, default=Path("detect_out"))
     p.add_argument("--model", type=Path, help="model folder (default: the bundled tcdcn_5pt)")
-    p.add_argument("--backend", choices=("auto", "caffe", "opencv"), default="auto",
-                   help="where the landmark model and S-Net run (MTCNN's nets: OpenCV dnn); "
-                        "auto: this project's Caffe when pycaffe imports, else stock OpenCV dnn")
+    p.add_argument("--backend", choices=("auto", "caffe", "onnx", "opencv"), default="auto",
+                   help="where the nets run: our Caffe, onnxruntime (every net) or OpenCV dnn "
+                        "(4: the Caffe files, 5: the ONNX files); auto: our Caffe when pycaffe "
+                        "imports, else onnxruntime when it imports, else OpenCV dnn")
     p.add_argument("--detector", choices=("mtcnn", "haar"), default="mtcnn",
                    help="face detector (default mtcnn, its models ship with the package)")
     p.add_argument("--mtcnn", type=Path,

@@ -38,7 +38,7 @@ def parse_args(argv):
     p.add_argument("--size", type=int, help="crop width in pixels (default: the template's, "
                                             "112 for arcface)")
     p.add_argument("--model", default="tcdcn_5pt", help="bundled model name or model folder")
-    p.add_argument("--backend", choices=("auto", "caffe", "opencv"), default="auto")
+    p.add_argument("--backend", choices=("auto", "caffe", "onnx", "opencv"), default="auto")
     p.add_argument("--min-face", type=int, help="smallest face searched, in pixels")
     p.add_argument("--video-step", type=int, default=1, help="every Nth frame of a video")
     p.add_argument("--format", choices=("jpg", "png"), default="jpg", help="crop files")
