@@ -3,7 +3,8 @@
 # Docker) and runs `make test` in it; docs/build.md says how CI uses it.
 #
 # Smaller than a developer's setup: OpenBLAS (Debian's) instead of oneMKL's 1 GB of wheels,
-# no compile-only CUDA check (NVIDIA's nvcc and cuBLAS wheels), no pip or ccache caches.
+# no compile-only CUDA check (NVIDIA's nvcc and cuBLAS wheels), no pip or ccache caches
+# (PIP_NO_CACHE_DIR, CCACHE_DISABLE: nothing to clean up afterwards).
 # The image has no git and no .git (.dockerignore): tools record the commit as "unknown".
 FROM debian:12
 ENV TCDCN_BLAS=openblas-openmp \
@@ -16,5 +17,5 @@ RUN apt-get update \
 WORKDIR /tcdcn-caffe
 COPY . .
 RUN bash tools/setup.sh \
- && rm -rf /var/lib/apt/lists/* /root/.cache/pip /root/.cache/ccache
+ && rm -rf /var/lib/apt/lists/*
 CMD ["make", "test"]

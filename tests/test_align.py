@@ -185,3 +185,16 @@ def test_a_killed_run_resumes_to_every_input_exactly_once(astronaut, tmp_path, p
     # only unfinished shards were redone (a Ray worker outside the killed process group may
     # still have finished one in between; its part then counts as done)
     assert summary["shards_this_run"] <= 20 - len(finished)
+
+
+def test_the_job_s_own_crops_are_never_inputs(astronaut, tmp_path, python_exe):
+    """--out inside an input folder: a second run sees the same inputs (the crops of the
+    first are not read back), so it continues the job instead of refusing it."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.jpg"), cv2.resize(astronaut, (256, 256)))
+    for _ in range(2):
+        res = align(python_exe, folder, "--out", folder / "aligned", "--backend", "opencv")
+        assert res.returncode == 0, res.stderr[-1500:]
+    summary = json.loads((folder / "aligned" / "summary.json").read_text())
+    assert summary["inputs"] == 1 and summary["shards_this_run"] == 0

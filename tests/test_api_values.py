@@ -94,13 +94,13 @@ def test_changed_weights_are_refused_naming_the_file(tmp_path, backend, request)
 
 
 def test_every_bundled_model_file_has_its_hash_recorded():
-    from tcdcn.models import file_sha256
+    from tcdcn.models import sha256_file
     for folder in sorted(p for p in (REPO / "models").iterdir() if (p / "model.json").is_file()):
         meta = json.loads((folder / "model.json").read_text())
         named = [f for f in folder.iterdir() if f.suffix in (".caffemodel", ".prototxt")]
         assert named, folder
         for f in named:
-            assert meta["sha256"].get(f.name) == file_sha256(f), f
+            assert meta["sha256"].get(f.name) == sha256_file(f), f
 
 
 @pytest.mark.caffe

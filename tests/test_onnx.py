@@ -106,10 +106,11 @@ def test_the_shipped_onnx_files_are_today_s_export(caffe, tmp_path):
     """Each shipped .onnx is what the exporter writes now from the shipped Caffe files
     (same graph, same weights), and model.json records it with its hash."""
     import onnx
-    from tcdcn.onnx_export import caffe_to_onnx
-    for folder, stem, dynamic in [("tcdcn_5pt", "tcdcn_5pt", False), ("tcdcn_68pt", "tcdcn_68pt", False),
-                                  ("mtcnn", "det1", True), ("mtcnn", "det3", False),
-                                  ("snet", "snet", True)]:
+    from tcdcn.onnx_export import DETECTOR_NETS, caffe_to_onnx
+    nets = [("tcdcn_5pt", "tcdcn_5pt", False), ("tcdcn_68pt", "tcdcn_68pt", False)] + \
+        [(folder, stem, dynamic) for folder, stems in DETECTOR_NETS.items()
+         for stem, _, dynamic in stems]
+    for folder, stem, dynamic in nets:
         d = MODELS / folder
         deploy = d / (f"{stem}.prototxt" if (d / f"{stem}.prototxt").is_file() else "deploy.prototxt")
         fresh = caffe_to_onnx(deploy, d / f"{stem}.caffemodel", spatial_dynamic=dynamic)

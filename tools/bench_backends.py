@@ -18,7 +18,6 @@ import json
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "python"))
@@ -40,7 +39,7 @@ def main(argv=None) -> int:
     from tcdcn import models as m
     from tcdcn.api import Detector
     from tcdcn.paths import data_root, write_json
-    from tcdcn.timing import timed
+    from tcdcn.timing import paired_rounds, timed
     cv2.setNumThreads(args.threads)
     try:
         import onnxruntime
@@ -106,16 +105,9 @@ def main(argv=None) -> int:
                                               (backends[-1], {"flip": False, "attributes": False})]
     for backend, options in variants:
         det = Detector(backend=backend, **options)
-        rounds = []
-        for _ in range(4):
-            t0 = time.perf_counter()
-            for g in greys if haar is not None else ():
-                haar.detectMultiScale(g)
-            t1 = time.perf_counter()
-            for im in images:
-                det(im)
-            rounds.append(((t1 - t0) / len(images), (time.perf_counter() - t1) / len(images)))
-        rounds = rounds[1:]
+        rounds = [(h / len(images), e / len(images)) for h, e in paired_rounds(
+            lambda: [haar.detectMultiScale(g) for g in greys] if haar is not None else None,
+            lambda: [det(im) for im in images], 3)]
         e2e = statistics.median(e for _, e in rounds) * 1e3
         hr = statistics.median(h for h, _ in rounds) * 1e3 if haar is not None else None
         row = {"backend": label[backend], "options": options, "ms_per_image": round(e2e, 3),

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from tcdcn.paths import data_root
-from tcdcn.timing import timed
+from tcdcn.timing import paired_rounds, timed
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -54,16 +54,9 @@ def end_to_end_suite(args, det, astronaut) -> dict:
     # paired rounds: each round times Haar on every image, then Detector() on every image,
     # so that both see the same state of a shared machine; the ratio is the median of the
     # rounds' ratios (one warm-up round first)
-    rounds = []
-    for _ in range(1 + max(5, args.repeats)):
-        t0 = time.perf_counter()
-        for g in greys:
-            haar.detectMultiScale(g)
-        t1 = time.perf_counter()
-        for im in images:
-            det(im)
-        rounds.append(((t1 - t0) / len(images), (time.perf_counter() - t1) / len(images)))
-    rounds = rounds[1:]
+    rounds = [(h / len(images), e / len(images)) for h, e in paired_rounds(
+        lambda: [haar.detectMultiScale(g) for g in greys], lambda: [det(im) for im in images],
+        max(5, args.repeats))]
     t_haar = statistics.median(h for h, _ in rounds)
     t_e2e = statistics.median(e for _, e in rounds)
     ratios = [e / h for h, e in rounds]
@@ -163,7 +156,8 @@ def mtcnn_fusion(args) -> dict:
     import numpy as np
     from tcdcn.detection.mtcnn import ONET_OUTPUTS, MTCNNDetector
     from tcdcn.models import bundled
-    ours = MTCNNDetector(backend="opencv").nets
+    with MTCNNDetector(backend="opencv").nets.use() as ours:   # this thread's nets
+        pass
     folder = bundled("mtcnn")
     rng = np.random.default_rng(0)
     out = {}
@@ -241,10 +235,11 @@ def direct_conv(args, model_dir) -> dict:
         s = SNetNet(backend=backend)
 
         def both(s=s):
-            s.net.setInput(big)
-            a = s.net.forward(["prob", "reg"])
-            s.small_net.setInput(small)
-            return a + s.small_net.forward(["prob", "reg"])
+            with s.nets.use() as (large_net, small_net):   # this thread's two copies
+                large_net.setInput(big)
+                a = large_net.forward(["prob", "reg"])
+                small_net.setInput(small)
+                return list(a) + list(small_net.forward(["prob", "reg"]))
         runs[backend] = both
     outs, times = interleaved(runs, args.repeats)
     diff = max(float(np.abs(a - b).max()) for a, b in zip(outs["caffe"], outs["opencv"]))

@@ -32,13 +32,13 @@ import cv2
 
 from tcdcn.api import Detector, draw
 from tcdcn.detection.base import MIN_FACE
-from tcdcn.image import IMAGE_SUFFIXES, VIDEO_SUFFIXES, load_image
+from tcdcn.image import VIDEO_SUFFIXES, load_image
+from tcdcn.inputs import inside, walk_media
 from tcdcn.models import DEFAULT_MODEL
 from tcdcn.paths import atomic_output, write_json
 from tcdcn.video.smoothing import LandmarkSmoother
 from tcdcn.video.tracking import Tracker
 
-VIDEO_EXT = VIDEO_SUFFIXES
 JOURNAL = ".faces.jsonl.journal"   # faces.jsonl's length before the block being appended
 
 
@@ -92,49 +92,28 @@ def parse_args(argv):
 
 def expand(inputs: list[Path], out: Path | None = None, ignored: list[str] | None = None,
            failed: list[str] | None = None, own: list[str] | None = None) -> list[Path]:
-    """Files named, and the images and videos inside folders named (recursively, following
-    links to folders once each); other files inside folders are listed in `ignored`. Names
-    that do not exist, broken links and link loops go to `failed`; whatever lies in the
-    output folder `out`'s annotated/ (this tool's own pictures) is never an input and goes
-    to `own`."""
+    """Files named, and the images and videos inside folders named (inputs.walk_media);
+    other files inside folders are listed in `ignored`. Names that do not exist, broken
+    links and link loops go to `failed`; the output folder's annotated/ (this tool's own
+    pictures) is never an input and goes to `own`."""
     failed = failed if failed is not None else []
-    # the tool's own output: annotated copies (faces.jsonl and summary.json are not images)
-    own_real = os.path.realpath(out / "annotated") if out is not None else None
+    annotated = out / "annotated" if out is not None else None
 
     def is_own(path) -> bool:
-        real = os.path.realpath(path)
-        return own_real is not None and (real == own_real or real.startswith(own_real + os.sep))
+        return annotated is not None and inside(path, annotated)
 
-    files, seen = [], set()
+    files = []
     for path in inputs:
         if not path.exists():   # False for a broken link and a link loop too
             why = ("a broken link or a link loop" if os.path.lexists(path)
                    else "no such file or folder")
             failed.append(f"{path}: {why}")
-            continue
-        if not path.is_dir():
-            if is_own(path):
-                failed.append(f"{path}: an annotated copy in {out / 'annotated'}; not an input")
-            else:
-                files.append(path)
-            continue
-        for folder, dirs, names in os.walk(path, followlinks=True):
-            real = os.path.realpath(folder)
-            if real in seen or is_own(folder):
-                if is_own(folder) and own is not None:
-                    own.append(folder)
-                dirs[:] = []
-                continue
-            seen.add(real)
-            dirs.sort()
-            for name in sorted(names):
-                p = Path(folder) / name
-                if not p.exists():
-                    failed.append(f"{p}: a broken link or a link loop")
-                elif p.suffix.lower() in set(IMAGE_SUFFIXES) | VIDEO_EXT:
-                    files.append(p)
-                elif ignored is not None:
-                    ignored.append(str(p))
+        elif path.is_dir():
+            files += walk_media(path, failed, ignored, skip=is_own, skipped=own)
+        elif is_own(path):
+            failed.append(f"{path}: an annotated copy in {annotated}; not an input")
+        else:
+            files.append(path)
     return files
 
 
@@ -299,7 +278,7 @@ def main(argv=None) -> int:
         print("error: no images or videos in " + " ".join(map(str, args.inputs)),
               file=sys.stderr)
         return 1
-    videos = [f for f in files if f.suffix.lower() in VIDEO_EXT]
+    videos = [f for f in files if f.suffix.lower() in VIDEO_SUFFIXES]
     if args.track and not videos:
         print(f"error: --track {args.track} follows faces through videos, and none of the "
               "inputs is a video; leave it out for still images", file=sys.stderr)
@@ -433,8 +412,8 @@ def process(args, detector, files, given, records, failed, summary, tqdm) -> int
         print(f"resuming: {summary['resumed']} inputs already in {records.path}",
               file=sys.stderr)
     summary["faces"] = n_faces
-    images = [f for f in todo if f.suffix.lower() not in VIDEO_EXT]
-    videos = [f for f in todo if f.suffix.lower() in VIDEO_EXT]
+    images = [f for f in todo if f.suffix.lower() not in VIDEO_SUFFIXES]
+    videos = [f for f in todo if f.suffix.lower() in VIDEO_SUFFIXES]
     bar = tqdm(total=len(images), unit="image", disable=not images)
     for start in range(0, len(images), args.batch):
         chunk, loaded = images[start:start + args.batch], []

@@ -32,6 +32,7 @@ from tcdcn.models import (
     default_backend,
     has_caffe_importer,
     load_caffe_net,
+    opencv_net,
     read_model_json,
     shared,
     verify_files,
@@ -66,17 +67,6 @@ def check_batch(batch) -> int:
             or not 1 <= batch <= MAX_BATCH:
         raise ValueError(f"batch must be a whole number from 1 to {MAX_BATCH}, not {batch!r}")
     return int(batch)
-
-
-def _opencv_net(weights: Path, deploy: Path | None):
-    """OpenCV dnn's net from the Caffe export (deploy given) or the ONNX file."""
-    try:
-        if deploy is None:
-            return cv2.dnn.readNetFromONNX(str(weights))
-        return cv2.dnn.readNetFromCaffe(str(deploy), str(weights))
-    except cv2.error as err:
-        raise ValueError(f"{weights}: OpenCV cannot load this model "
-                         f"({str(err).strip().splitlines()[-1]})") from None
 
 
 class _CaffeLandmarks:
@@ -158,18 +148,16 @@ class LandmarkModel:
             if backend == "onnx":
                 self.nets = shared(lambda: OnnxNet(path), sharing)
             else:
-                self.nets = shared(lambda: _opencv_net(path, None), sharing)
+                self.nets = shared(lambda: opencv_net(path), sharing)
         else:
             files = self.meta.get("files_opencv")
             if not files:
                 raise FileNotFoundError(f"{self.folder}/model.json names no OpenCV export: "
                                         "run tools/export_opencv.py")
-            for name in (files["deploy"], files["weights"]):
-                check_file(self.folder / name)
             deploy, weights = self.folder / files["deploy"], self.folder / files["weights"]
             if verify:
                 verify_files(self.folder, (deploy.name, weights.name), self.meta)
-            self.nets = shared(lambda: _opencv_net(weights, deploy), sharing)
+            self.nets = shared(lambda: opencv_net(weights, deploy), sharing)
 
     @property
     def net(self):

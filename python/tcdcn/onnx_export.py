@@ -18,12 +18,14 @@ blob names. Opset 17, float32.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 
 from tcdcn import export
-from tcdcn.paths import atomic_output
+from tcdcn.models import CaffeNet, OnnxNet, record_hashes
+from tcdcn.paths import atomic_output, write_json
 
 OPSET = 17
 
@@ -273,3 +275,57 @@ def export_onnx(deploy: Path, weights: Path, out: Path, spatial_dynamic: bool = 
     with atomic_output(out, suffix=".onnx") as tmp:
         onnx.save(model, str(tmp))
     return Path(out)
+
+
+# The detector nets' folders: (stem, input shape for the parity check, height and width
+# dynamic: the fully convolutional nets)
+DETECTOR_NETS = {"snet": [("snet", (2, 1, 96, 120), True)],
+                 "mtcnn": [("det1", (2, 3, 31, 45), True), ("det2", (4, 3, 24, 24), False),
+                           ("det3", (4, 3, 48, 48), False)]}
+
+
+def parity(folder: Path, stem: str, deploy: str, shape) -> float:
+    """Largest |onnx - caffe| over every output of folder/stem.onnx and the Caffe net on
+    random inputs (0..255 for the landmark nets' raw pixels, -1..1 for the scaled inputs
+    of MTCNN and S-Net)."""
+    high = 255.0 if stem.startswith("tcdcn") else 1.0
+    x = np.random.default_rng(0).uniform(-1.0 if high == 1.0 else 0.0, high,
+                                         shape).astype(np.float32)
+    onnx_net = OnnxNet(folder / f"{stem}.onnx")
+    caffe_net = CaffeNet(folder / deploy, folder / f"{stem}.caffemodel")
+    names = [o.name for o in onnx_net.session.get_outputs()]
+    onnx_net.setInput(x)
+    caffe_net.setInput(x)
+    return max(float(np.abs(a - b).max())
+               for a, b in zip(onnx_net.forward(names), caffe_net.forward(names)))
+
+
+def export_model_folder(folder: Path) -> float:
+    """A landmark model folder's ONNX file, recorded (files_onnx, sha256) in its
+    model.json; returns its parity with our Caffe."""
+    folder = Path(folder)
+    meta = json.loads((folder / "model.json").read_text())
+    stem = Path(meta["files"]["weights"]).stem
+    export_onnx(folder / meta["files"]["deploy"], folder / meta["files"]["weights"],
+                folder / f"{stem}.onnx")
+    meta["files_onnx"] = {"net": f"{stem}.onnx"}
+    write_json(folder / "model.json", meta)
+    record_hashes(folder, [f"{stem}.onnx"])
+    size = int(meta["input"]["size"])
+    return parity(folder, stem, meta["files"]["deploy"], (4, 1, size, size))
+
+
+def export_detector_folder(folder: Path, name: str) -> float:
+    """The ONNX files of a detector folder's nets (DETECTOR_NETS[name]), recorded in its
+    model.json; returns the worst parity with our Caffe."""
+    folder = Path(folder)
+    worst = 0.0
+    for stem, shape, dynamic in DETECTOR_NETS[name]:
+        export_onnx(folder / f"{stem}.prototxt", folder / f"{stem}.caffemodel",
+                    folder / f"{stem}.onnx", spatial_dynamic=dynamic)
+        worst = max(worst, parity(folder, stem, f"{stem}.prototxt", shape))
+    meta = json.loads((folder / "model.json").read_text())
+    meta["files_onnx"] = {stem: f"{stem}.onnx" for stem, _, _ in DETECTOR_NETS[name]}
+    write_json(folder / "model.json", meta)
+    record_hashes(folder, meta["files_onnx"].values())
+    return worst

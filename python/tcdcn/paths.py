@@ -1,13 +1,13 @@
 """Where things are: the data root, the checkout, and the commit the code comes from."""
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
 import stat
 import subprocess
 import tempfile
-import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -53,6 +53,9 @@ def git_commit(repo: Path | None = None, short: bool = False, mark_dirty: bool =
     return commit
 
 
+_TEMPORARIES = itertools.count()   # next() is atomic under the GIL
+
+
 def written_through(path: Path) -> bool:
     """Whether writing `path` must go into what is there rather than replace it: a link
     (its target gets the bytes, the link stays; /dev/stdout is one), a device, a FIFO."""
@@ -79,9 +82,9 @@ def atomic_output(path: str | Path, suffix: str = ""):
     # beside the target (one file system, for the rename); bytes for a link or a device
     # wait in the temporary folder
     folder = Path(tempfile.gettempdir()) if through else path.parent
-    # a short name (a long target name must not fail for its temporary's length); one
-    # thread writes one file at a time
-    tmp = folder / f".tmp-{os.getpid()}-{threading.get_ident() % 10 ** 8}{suffix}"
+    # a short name (a long target name must not fail for its temporary's length), unique
+    # in this process (threads and nested writes included)
+    tmp = folder / f".tmp-{os.getpid()}-{next(_TEMPORARIES)}{suffix}"
     try:
         yield tmp
         if through:

@@ -33,7 +33,8 @@ import numpy as np
 from tcdcn.align.template import template, warp
 from tcdcn.api import Detector
 from tcdcn.detection.base import MIN_FACE
-from tcdcn.image import IMAGE_SUFFIXES, VIDEO_SUFFIXES, load_image, to_grey
+from tcdcn.image import VIDEO_SUFFIXES, load_image, to_grey
+from tcdcn.inputs import MEDIA_SUFFIXES, inside, walk_media
 from tcdcn.paths import atomic_output, write_json
 
 PARTS = "faces.parquet"
@@ -86,11 +87,14 @@ class ShardResult:
 
 # ---- inputs -------------------------------------------------------------------------------
 
-def list_inputs(specs: list[str], errors: list[str]) -> list[Path]:
-    """Images and videos from folders (searched), list files (.txt/.lst: one path a line,
-    relative to the list's folder; # comments), globs and files, sorted within each spec;
-    a path given twice counts once. What cannot be read goes to `errors`."""
-    media = set(IMAGE_SUFFIXES) | VIDEO_SUFFIXES
+def list_inputs(specs: list[str], errors: list[str], out: Path | None = None) -> list[Path]:
+    """Images and videos from folders (inputs.walk_media), list files (.txt/.lst: one path a
+    line, relative to the list's folder; # comments), globs and files, sorted within each
+    spec; a path given twice counts once; nothing inside the job's folder `out` (its own
+    crops). What cannot be read goes to `errors`."""
+    def own(path) -> bool:
+        return out is not None and inside(path, out)
+
     found: list[Path] = []
     for spec in specs:
         path = Path(spec)
@@ -98,17 +102,17 @@ def list_inputs(specs: list[str], errors: list[str]) -> list[Path]:
             matches = sorted(Path(p) for p in glob(spec, recursive=True))
             if not matches:
                 errors.append(f"{spec}: no file matches")
-            found += [p for p in matches if p.is_file() and p.suffix.lower() in media]
+            found += [p for p in matches if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES
+                      and not own(p)]
         elif path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in media)
+            found += walk_media(path, errors, skip=own)
         elif path.suffix.lower() in (".txt", ".lst") and path.is_file():
-            for lineno, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            for line in path.read_text(errors="replace").splitlines():
                 line = line.strip()
                 if not line or line.startswith("#"):
                     continue
-                item = Path(line) if Path(line).is_absolute() else path.parent / line
-                found.append(item)   # a missing one becomes an error row
-        elif path.exists() or os.path.lexists(path):
+                found.append(Path(line) if Path(line).is_absolute() else path.parent / line)
+        elif path.exists() or os.path.lexists(path):   # a broken one becomes an error row
             found.append(path)
         else:
             errors.append(f"{spec}: no such file, folder or list")
@@ -125,7 +129,7 @@ def plan(specs: list[str], out: Path, settings: AlignSettings, restart: bool = F
          errors: list[str] | None = None) -> list[Shard]:
     """The job's shards; the manifest is written once and must match on a rerun."""
     errors = errors if errors is not None else []
-    items = list_inputs(specs, errors)
+    items = list_inputs(specs, errors, out)
     if not items:
         raise ValueError("no images or videos in " + " ".join(specs))
     root = os.path.commonpath([str(p.parent) for p in items])

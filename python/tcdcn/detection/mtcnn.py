@@ -209,11 +209,11 @@ def _load_nets(folder: Path, backend: str) -> list:
     nets = []
     for i in (1, 2, 3):
         net = load_net(folder, f"det{i}", backend, "MTCNN model")
-        if backend == "opencv" and has_caffe_importer():   # OpenCV 4 (5's new engine
-            # fails to run a net with fusion off). OpenCV's convolution fused with the PReLU after it (a slope per channel) is
-            # slower than the two layers apart, with the same outputs to the bit: O-Net
-            # 0.50 instead of 0.58 ms per crop, P-Net and R-Net 10-20% less
-            # (tools/bench_inference.py measures it: mtcnn_unfused)
+        # OpenCV 4's convolution fused with the PReLU after it (a slope per channel) is
+        # slower than the two layers apart, with the same outputs to the bit: O-Net 0.50
+        # instead of 0.58 ms per crop, P-Net and R-Net 10-20% less (tools/bench_inference.py
+        # measures it: mtcnn_unfused). OpenCV 5's engine fails to run a net with fusion off.
+        if backend == "opencv" and has_caffe_importer():
             net.enableFusion(False)
         nets.append(net)
     return nets

@@ -98,7 +98,6 @@ def load_net(folder: Path, stem: str, backend: str, what: str = "model"):
     object with OpenCV dnn's setInput/forward: pycaffe ("caffe"), onnxruntime ("onnx") or
     OpenCV dnn ("opencv": the Caffe files with OpenCV 4, the ONNX file with OpenCV 5). The
     files are checked against the folder's model.json sha256 first."""
-    import cv2
     folder = Path(folder)
     caffe_files = [f"{stem}.prototxt", f"{stem}.caffemodel"]
     if backend == "caffe":
@@ -109,17 +108,24 @@ def load_net(folder: Path, stem: str, backend: str, what: str = "model"):
         return OnnxNet(folder / f"{stem}.onnx")
     if backend != "opencv":
         raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
-    use_onnx = not has_caffe_importer()
-    names = [f"{stem}.onnx"] if use_onnx else caffe_files
-    verify_files(folder, names)
-    for name in names:
-        check_file(folder / name)
+    if not has_caffe_importer():
+        verify_files(folder, [f"{stem}.onnx"])
+        return opencv_net(folder / f"{stem}.onnx", what=what)
+    verify_files(folder, caffe_files)
+    return opencv_net(folder / caffe_files[1], folder / caffe_files[0], what)
+
+
+def opencv_net(weights: Path, deploy: Path | None = None, what: str = "model"):
+    """OpenCV dnn's net from Caffe files (deploy given) or an ONNX file; errors name it."""
+    import cv2
+    for f in (weights,) if deploy is None else (deploy, weights):
+        check_file(f)
     try:
-        if use_onnx:
-            return cv2.dnn.readNetFromONNX(str(folder / names[0]))
-        return cv2.dnn.readNetFromCaffe(str(folder / names[0]), str(folder / names[1]))
+        if deploy is None:
+            return cv2.dnn.readNetFromONNX(str(weights))
+        return cv2.dnn.readNetFromCaffe(str(deploy), str(weights))
     except cv2.error as err:
-        raise ValueError(f"{folder / names[-1]}: OpenCV cannot load this {what} "
+        raise ValueError(f"{weights}: OpenCV cannot load this {what} "
                          f"({str(err).strip().splitlines()[-1]})") from None
 
 
@@ -150,16 +156,12 @@ def read_model_json(folder: Path) -> dict:
     return meta
 
 
-# a file's sha256 in hex: the one implementation (caffe_source is standard library only)
-file_sha256 = sha256_file
-
-
 def record_hashes(folder: Path, names) -> dict:
     """Record the sha256 of each named file of `folder` in its model.json ("sha256"), for
     verify_files; the other entries stay. Returns the updated description."""
     folder = Path(folder)
     meta = json.loads((folder / "model.json").read_text())
-    meta.setdefault("sha256", {}).update({n: file_sha256(folder / n) for n in sorted(set(names))})
+    meta.setdefault("sha256", {}).update({n: sha256_file(folder / n) for n in sorted(set(names))})
     write_json(folder / "model.json", meta)
     return meta
 
@@ -180,7 +182,7 @@ def verify_files(folder: Path, names, meta: dict | None = None) -> None:
         if want is None:
             continue
         check_file(folder / name)
-        have = file_sha256(folder / name)
+        have = sha256_file(folder / name)
         if have != want:
             raise ValueError(f"{folder / name}: sha256 {have[:16]}... differs from the "
                              f"{want[:16]}... that {folder / 'model.json'} records: the file "

@@ -35,7 +35,7 @@ from tcdcn.evaluation.evaluate import (
     plot_ced,
 )
 from tcdcn.landmarks import LandmarkModel
-from tcdcn.models import bundled, file_sha256, record_hashes
+from tcdcn.models import bundled, record_hashes, sha256_file
 from tcdcn.paths import atomic_write, checkout, git_commit, write_json
 from tcdcn.schemes import SCHEMES, TASKS
 from tcdcn.training.net import INPUT_SIZE, NetOptions, deploy_net
@@ -214,7 +214,7 @@ def release(run: Path, out: Path, root: Path, calibration_faces: int = 2000,
                         f"TCDCN {scheme.count}-point facial landmark model (ECCV 2014 layout, "
                         "conv1-3 from the 5-point model)"),
         "files": {"deploy": "deploy.prototxt", "weights": weights_name},
-        "sha256": {name: file_sha256(out / name) for name in ("deploy.prototxt", weights_name)},
+        "sha256": {name: sha256_file(out / name) for name in ("deploy.prototxt", weights_name)},
         "input": {"size": INPUT_SIZE, "channels": 1, "colour": "grey (BGR converted with OpenCV)",
                   "pixel_range": "0..255, no scaling outside the net",
                   "normalisation": "per-image z-score inside the net (MVN layer)",

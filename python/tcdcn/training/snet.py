@@ -31,7 +31,7 @@ from tcdcn.detection.snet import (
     net_text,
 )
 from tcdcn.evaluation.recall import proposal_recall
-from tcdcn.models import file_sha256
+from tcdcn.models import sha256_file
 from tcdcn.paths import atomic_output, data_root, git_commit, write_json
 from tcdcn.schemes import FIVE_POINT
 
@@ -369,7 +369,7 @@ def write_model(opts: SNetOptions, weights: Path, out: Path, log=print) -> None:
             "training_faces": "MTFL training faces outside the detector validation sets "
                               f"(HELD_OUT = {HELD_OUT})",
             "command": opts.command, "commit": commit}
-    meta["sha256"] = {f: file_sha256(out / f) for f in ("snet.caffemodel", "snet.prototxt")}
+    meta["sha256"] = {f: sha256_file(out / f) for f in ("snet.caffemodel", "snet.prototxt")}
     meta["validation"] = validate(out, opts.root, opts.val, log)
     write_json(out / "model.json", meta)
     log(f"wrote {out}")
