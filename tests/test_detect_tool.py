@@ -46,7 +46,7 @@ def test_images_folder_and_video(model_dir, media, tmp_path, python_exe):
     assert [l["frame"] for l in frames] == list(range(12))
     assert sum(len(l["faces"]) > 0 for l in frames) >= 10
     face = images[0]["faces"][0]
-    assert set(face) == {"box", "score", "scheme", "landmarks", "attributes"}
+    assert set(face) == {"box", "score", "scheme", "landmarks", "attributes"}   # no head
     assert face["scheme"] == "5pt" and len(face["landmarks"]) == 5
     assert (out / "annotated" / "photos" / "a.jpg.png").is_file()
     assert (out / "annotated" / "clip.avi.mp4").is_file()

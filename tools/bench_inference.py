@@ -262,6 +262,8 @@ def main(argv=None) -> int:
     p.add_argument("--baseline", type=Path,
                    help="another model folder timed the same way in this process (e.g. "
                         "models/tcdcn_5pt when --model is models/tcdcn_68pt): ratios printed")
+    p.add_argument("--net-only", action="store_true",
+                   help="only the landmark nets (and --baseline's): no detector, no end to end")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     os.environ["OMP_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)
@@ -273,7 +275,11 @@ def main(argv=None) -> int:
     from tcdcn.landmarks import LandmarkModel
     from tcdcn.models import DEFAULT_MODEL
     model_dir = args.model or DEFAULT_MODEL
-    crops = np.random.default_rng(0).integers(0, 256, (1024, 1, 40, 40)).astype(np.float32)
+
+    def crops_for(model) -> np.ndarray:   # random crops at the model's input size
+        return np.random.default_rng(0).integers(
+            0, 256, (1024, 1, model.size, model.size)).astype(np.float32)
+
     shown = Path(model_dir).resolve()   # recorded relative to the project, like the flags
     if shown.is_relative_to(REPO):
         shown = shown.relative_to(REPO)
@@ -283,6 +289,7 @@ def main(argv=None) -> int:
         m1 = LandmarkModel(model_dir, batch=1, backend=backend)
         mb = LandmarkModel(model_dir, batch=256, backend=backend)
         flip = mb.flip
+        crops = crops_for(m1)
         m1.flip = mb.flip = False     # one forward pass per face
         one = timed(lambda: m1.forward(crops[:100]), args.repeats) / 100
         many = timed(lambda: mb.forward(crops), args.repeats) / len(crops)
@@ -298,18 +305,31 @@ def main(argv=None) -> int:
         if args.baseline:
             b1 = LandmarkModel(args.baseline, batch=1, backend=backend)
             bb = LandmarkModel(args.baseline, batch=256, backend=backend)
-            b1.flip = bb.flip = False
-            base_one = timed(lambda: b1.forward(crops[:100]), args.repeats) / 100
-            base_many = timed(lambda: bb.forward(crops), args.repeats) / len(crops)
+            b1.flip = bb.flip = mb.flip = False   # one pass per face, both models
+            base_crops = crops_for(b1)
+            # paired rounds (model, baseline, model, ...): the ratio is the median of the
+            # rounds' ratios, so both see the same state of a shared machine
+            r1 = paired_rounds(lambda: m1.forward(crops[:100]),
+                               lambda: b1.forward(base_crops[:100]), max(7, args.repeats))
+            rb = paired_rounds(lambda: mb.forward(crops), lambda: bb.forward(base_crops),
+                               max(7, args.repeats))
+            base_one = statistics.median(b for _, b in r1) / 100
+            base_many = statistics.median(b for _, b in rb) / len(base_crops)
+            ratio_one = statistics.median(a / b for a, b in r1)
+            ratio_many = statistics.median(a / b for a, b in rb)
             results[backend]["baseline"] = {
                 "model": str(args.baseline), "batch1_ms_per_face": base_one * 1e3,
                 "batch256_ms_per_face": base_many * 1e3,
-                "ratio_batch1": one / base_one, "ratio_batch256": many / base_many}
+                "ratio_batch1": ratio_one, "ratio_batch256": ratio_many}
             print(f"{'':6s} baseline {args.baseline}: batch 1 {base_one * 1e3:.3f} ms/face "
-                  f"(ratio {one / base_one:.2f}); batch 256 {base_many * 1e3:.4f} ms/face "
-                  f"(ratio {many / base_many:.2f})")
+                  f"(paired ratio {ratio_one:.2f}); batch 256 {base_many * 1e3:.4f} ms/face "
+                  f"(paired ratio {ratio_many:.2f})")
     results["opencv_over_caffe_batch1"] = (results["opencv"]["batch1_ms_per_face"]
                                            / results["caffe"]["batch1_ms_per_face"])
+    if args.net_only:
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2) + "\n")
+        return 0
     results["mtcnn_unfused"] = mtcnn_fusion(args)
     from tcdcn.models import default_backend
     if default_backend() == "caffe":

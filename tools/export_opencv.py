@@ -33,7 +33,8 @@ def main(argv=None) -> int:
     meta["files_opencv"] = {"deploy": prototxt.name, "weights": prototxt.with_suffix(".caffemodel").name}
     write_json(meta_path, meta)
     record_hashes(args.model, meta["files_opencv"].values())
-    crops = np.random.default_rng(0).integers(0, 256, (16, 1, 40, 40)).astype(np.float32)
+    size = int(meta["input"]["size"])
+    crops = np.random.default_rng(0).integers(0, 256, (16, 1, size, size)).astype(np.float32)
     a = LandmarkModel(args.model, backend="caffe").forward(crops)
     b = LandmarkModel(args.model, backend="opencv").forward(crops)
     diff = max(float(np.abs(a[k] - b[k]).max()) for k in a)

@@ -76,7 +76,18 @@ def parse_args(argv):
     start.add_argument("--init-weights", type=Path, metavar="CAFFEMODEL",
                        help="start the first stage from all of these weights (e.g. another "
                             "run's best.caffemodel, to train it longer)")
-    p.add_argument("--stages", nargs="+", choices=("multitask", "landmarks", "finetune", "heads"),
+    p.add_argument("--uncertainty", choices=("laplace", "gaussian"),
+                   help="a last stage: everything frozen, a per-coordinate log-scale head "
+                        "(landmark_logscale) learns how far off each point is likely to be, "
+                        "with this distribution's negative log-likelihood (needs "
+                        "--uncertainty-iters)")
+    p.add_argument("--uncertainty-iters", type=int, default=0, metavar="ITERS",
+                   help="the uncertainty stage's cap")
+    p.add_argument("--uncertainty-hidden", type=int, default=0, metavar="N",
+                   help="the log-scale head with a hidden layer of N units on conv4's output "
+                        "(0, the default: one fc on fc5)")
+    p.add_argument("--stages", nargs="+",
+                   choices=("multitask", "landmarks", "finetune", "heads", "uncertainty"),
                    help="run only these stages, in this order (e.g. finetune heads with "
                         "--init-weights); default: all that the options imply")
     p.add_argument("--freeze-trunk", choices=("none", "first", "all"), default="none",
@@ -92,6 +103,10 @@ def parse_args(argv):
     args = p.parse_args(argv)
     if args.stages and "heads" in args.stages and args.refit_heads <= 0:
         p.error("--stages heads needs --refit-heads ITERS (its cap)")
+    if (args.uncertainty or (args.stages and "uncertainty" in args.stages)) \
+            and (args.uncertainty_iters <= 0 or not args.uncertainty):
+        p.error("the uncertainty stage needs --uncertainty laplace|gaussian and "
+                "--uncertainty-iters ITERS (its cap)")
     if args.lr is None:
         from tcdcn.training.net import SolverOptions
         args.lr = SolverOptions().base_lr

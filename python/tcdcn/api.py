@@ -172,7 +172,9 @@ class ImageError(ValueError):
 
 
 def draw(image: np.ndarray, faces: list[Face]) -> np.ndarray:
-    """A copy of the image with boxes, points and attribute labels drawn."""
+    """A copy of the image with boxes, points and attribute labels drawn; where a face has
+    an uncertainty (Face.uncertainty), a ring about each point with that radius (its
+    predicted error in pixels) and the face's quality under the labels."""
     out = image.copy() if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     scale = max(1, round(max(out.shape[:2]) / 400))
     for f in faces:
@@ -185,7 +187,13 @@ def draw(image: np.ndarray, faces: list[Face]) -> np.ndarray:
         radius = scale if f.scheme == "68pt" else 2 * scale
         for x, y in f.landmarks:
             cv2.circle(out, (int(round(x)), int(round(y))), radius, (0, 0, 255), -1)
+        if f.uncertainty is not None:
+            for (x, y), u in zip(f.landmarks, f.uncertainty):
+                cv2.circle(out, (int(round(x)), int(round(y))), max(radius + 1, int(round(u))),
+                           (0, 200, 255), max(1, scale // 2), cv2.LINE_AA)
         lines = [f"{k}: {v[0]} {v[1]:.2f}" for k, v in f.attributes.items()]
+        if f.quality is not None:
+            lines.append(f"quality: {f.quality:.2f}")
         for i, text in enumerate(lines):
             cv2.putText(out, text, (l, b + (14 * (i + 1)) * scale), cv2.FONT_HERSHEY_SIMPLEX,
                         0.4 * scale, (255, 255, 0), max(1, scale // 2))

@@ -19,6 +19,10 @@ class Face:
     turn: int = 0                      # turn (degrees clockwise: a quarter turn or a tilt)
                                        # that made the face upright for the net
                                        # (search.Turned); 0: upright
+    uncertainty: np.ndarray | None = None   # K: each point's predicted error, image pixels
+                                            # (models with an uncertainty head; else None)
+    quality: float | None = None       # 0..1 from the uncertainty: 1 - predicted NME / 10%
+                                       # (0: the points are predicted to be a failure)
 
     @property
     def pose(self) -> str | None:
@@ -40,6 +44,9 @@ class Face:
                               for k, v in self.attributes.items()}}
         if self.scheme != "5pt":
             out["five_points"] = rounded(self.five_points)
+        if self.uncertainty is not None:
+            out["uncertainty"] = [round(float(u), 2) for u in self.uncertainty]
+            out["quality"] = round(float(self.quality), 4)
         if self.track_id is not None:
             out["track_id"] = self.track_id
         if self.turn:

@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tcdcn.boxes import box_from_landmarks
+from tcdcn.boxes import box_from_landmarks, five_points
 from tcdcn.face import Face
 from tcdcn.geometry import (
     apply_matrix,
@@ -55,6 +55,44 @@ def with_temperature(probs: np.ndarray, t: float) -> np.ndarray:
     logp -= logp.max(axis=1, keepdims=True)
     e = np.exp(logp)
     return e / e.sum(axis=1, keepdims=True)
+
+
+# A face whose predicted NME (uncertainty / eye distance) reaches this is predicted to be a
+# failure: Face.quality 0 (the failure threshold of evaluate's FR@10).
+FAILURE_NME = 0.10
+
+
+def point_uncertainty(logscale: np.ndarray, distribution: str, size: int, matrix: np.ndarray,
+                      factor: float = 1.0) -> np.ndarray:
+    """Each point's predicted error in image pixels from the net's log-scales (2K, crop
+    units): the expected absolute error per coordinate (Laplace: b; Gaussian:
+    sigma sqrt(2 / pi)), times `factor` (chosen on validation, model.json), combined as
+    sqrt(ex^2 + ey^2) and mapped through the crop matrix's scale."""
+    scale = np.exp(np.asarray(logscale, np.float64).reshape(-1, 2)) * factor
+    if distribution == "gaussian":
+        scale = scale * np.sqrt(2 / np.pi)
+    elif distribution != "laplace":
+        raise ValueError(f"distribution must be laplace or gaussian, not {distribution!r}")
+    m = np.asarray(matrix, np.float64)[:2, :2]
+    crop_px_per_image_px = np.sqrt(abs(np.linalg.det(m)))
+    return np.hypot(scale[:, 0], scale[:, 1]) * size / crop_px_per_image_px
+
+
+def eye_distance(points: np.ndarray) -> float:
+    """The distance between a face's eye centres (five_points; any scheme), at least 1e-6."""
+    eyes = five_points(np.asarray(points, np.float64))[:2]
+    return max(float(np.linalg.norm(eyes[0] - eyes[1])), 1e-6)
+
+
+def expected_nme(uncertainty: np.ndarray, points: np.ndarray) -> float:
+    """The predicted NME of a face: mean point uncertainty over the distance between the
+    predicted eye centres."""
+    return float(np.mean(uncertainty)) / eye_distance(points)
+
+
+def quality_from(uncertainty: np.ndarray, points: np.ndarray) -> float:
+    """0..1: 1 - predicted NME / FAILURE_NME, clipped."""
+    return float(np.clip(1.0 - expected_nme(uncertainty, points) / FAILURE_NME, 0.0, 1.0))
 
 
 MAX_BATCH = 1024   # crops per forward pass; Caffe aborts the process on blobs far larger
@@ -123,6 +161,12 @@ class LandmarkModel:
         self.backend = backend
         self.batch = batch
         self.outputs = ["landmarks"] + [f"{t.name}_prob" for t in self.tasks]
+        # the per-coordinate uncertainty head (training stage "uncertainty"), if any
+        self.uncertainty = self.meta.get("net_options", {}).get("uncertainty") or ""
+        self.uncertainty_factor = float(
+            self.meta.get("uncertainty_calibration", {}).get("factor", 1.0))
+        if self.uncertainty:
+            self.outputs.append("landmark_logscale")
         # the net, one per thread (or one behind a lock: models.shared): a pycaffe net keeps
         # its input blob's shape between calls, OpenCV's its input
         if backend == "caffe":
@@ -209,6 +253,9 @@ class LandmarkModel:
                 pts = mirrored.reshape(n, -1, 2)[:, self.scheme.flip_permutation()].copy()
                 pts[..., 0] = 1.0 - pts[..., 0]   # crop units: x -> 1 - x under a mirror
                 mirrored = pts.reshape(n, -1)
+            elif k == "landmark_logscale":   # a scale has no sign: only the pairs swap
+                mirrored = mirrored.reshape(n, -1, 2)[:, self.scheme.flip_permutation()]
+                mirrored = mirrored.reshape(n, -1)
             elif k == "pose_prob":
                 mirrored = mirrored[:, list(POSE_FLIP)]
             out[k] = (plain + mirrored) / 2
@@ -250,6 +297,7 @@ class LandmarkModel:
             again = self.faces_from_outputs(self.forward(crops), refined, mats, scores)
             for face, new in zip(faces, again):
                 face.landmarks, face.attributes = new.landmarks, new.attributes
+                face.uncertainty, face.quality = new.uncertainty, new.quality
         return faces
 
     def faces_from_outputs(self, out: dict, boxes: np.ndarray, mats: list, scores=None) -> list[Face]:
@@ -265,8 +313,15 @@ class LandmarkModel:
                     p = with_temperature(p[None], t)[0]
                 k = int(p.argmax())
                 attributes[task.name] = (task.classes[k], float(p[k]))
+            landmarks = apply_matrix(invert_matrix(m), pts)
+            uncertainty = quality = None
+            if self.uncertainty:
+                uncertainty = point_uncertainty(out["landmark_logscale"][i], self.uncertainty,
+                                                self.size, m, self.uncertainty_factor)
+                quality = quality_from(uncertainty, landmarks)
             faces.append(Face(box=box[:4], score=1.0 if scores is None else float(scores[i]),
-                              landmarks=apply_matrix(invert_matrix(m), pts),
-                              attributes=attributes, scheme=self.scheme.name,
-                              turn=int(box[4]) % 360 if len(box) > 4 else 0))
+                              landmarks=landmarks, attributes=attributes,
+                              scheme=self.scheme.name,
+                              turn=int(box[4]) % 360 if len(box) > 4 else 0,
+                              uncertainty=uncertainty, quality=quality))
         return faces

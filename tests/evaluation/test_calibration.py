@@ -62,3 +62,18 @@ def test_the_api_applies_the_temperatures_without_changing_a_label(tmp_path, ast
         assert label == raw[task][0]
         expect = with_temperature(out[f"{task}_prob"], temps[task])[0].max()
         assert p == pytest.approx(expect, abs=1e-6) and p != pytest.approx(raw[task][1], abs=1e-9)
+
+
+def test_ece_noise_floor_brackets_a_calibrated_model_and_not_an_overconfident_one():
+    from tcdcn.evaluation.calibration import ece_noise_floor, reliability
+    from tcdcn.landmarks import with_temperature
+    probs, labels = sampled(1.0, n=1000)          # calibrated by construction
+    floor = ece_noise_floor(probs, draws=100)
+    assert 0 < floor["median"] <= floor["p90"] < 6
+    # the calibrated model's own ECE lies within the floor's spread; a sharpened copy's not
+    assert reliability(probs, labels)["ece"] < 2 * floor["p90"]
+    sharp = with_temperature(probs, 0.4)
+    assert reliability(sharp, labels)["ece"] > 2 * ece_noise_floor(sharp, draws=100)["p90"]
+    # more faces: a lower floor
+    big, _ = sampled(1.0, n=8000)
+    assert ece_noise_floor(big, draws=50)["median"] < floor["median"]

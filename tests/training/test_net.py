@@ -303,3 +303,49 @@ def test_unlabelled_faces_add_nothing_to_attribute_loss_and_accuracy(caffe, tmp_
     expected = -logp[keep, y[keep].astype(int)].mean()   # the top (before loss_weight)
     assert float(out["loss"]) == pytest.approx(expected, rel=1e-5)
     assert float(out["acc"]) == pytest.approx((x[keep].argmax(1) == y[keep]).mean())
+
+
+def test_divergence_guard_on_positive_and_negative_losses():
+    from tcdcn.training.monitor import DivergenceGuard
+    g = DivergenceGuard(factor=20)
+    assert g.check(1.0) is None and g.check(0.5) is None and g.check(9.9) is None
+    assert "diverging" in g.check(10.5)             # over 20 x 0.5
+    n = DivergenceGuard(factor=20)                  # a log-likelihood: below zero
+    assert n.check(-35.9) is None and n.check(-35.8) is None and n.check(-10) is None
+    assert n.check(600) is None                     # -35.9 + 19 x 35.9 = 646
+    assert "diverging" in n.check(700)
+    assert "not finite" in n.check(float("nan")) or "nan" in n.check(float("nan"))
+
+
+def test_attach_checks_every_other_weight_and_the_net_options(caffe, tmp_path):
+    """training/uncertainty: the head's snapshot must hold the released weights bit for bit
+    (one changed float is an error naming its layer) and come from the same net."""
+    import numpy as np
+    from tcdcn.training.net import NetOptions, deploy_net
+    from tcdcn.training.uncertainty import check_weights, same_net
+    plain, head = NetOptions(), NetOptions(uncertainty="gaussian", uncertainty_hidden=8)
+    (tmp_path / "deploy.prototxt").write_text(str(deploy_net(plain)))
+    (tmp_path / "head.prototxt").write_text(str(deploy_net(head)))
+    caffe.set_random_seed(3)
+    released = caffe.Net(str(tmp_path / "deploy.prototxt"), caffe.TEST)
+    released.save(str(tmp_path / "m.caffemodel"))
+    net = caffe.Net(str(tmp_path / "head.prototxt"), caffe.TEST,
+                    weights=str(tmp_path / "m.caffemodel"))
+    net.params["landmark_logscale"][1].data[...] = -4.0
+    net.save(str(tmp_path / "good.caffemodel"))
+    meta = {"files": {"deploy": "deploy.prototxt", "weights": "m.caffemodel"}}
+    n = check_weights(tmp_path, meta, tmp_path / "head.prototxt", tmp_path / "good.caffemodel")
+    assert n == sum(len(b) for b in released.params.values())
+    net.params["conv2"][0].data.flat[7] += 1e-6
+    net.save(str(tmp_path / "bad.caffemodel"))
+    with pytest.raises(ValueError, match="conv2"):
+        check_weights(tmp_path, meta, tmp_path / "head.prototxt", tmp_path / "bad.caffemodel")
+    assert same_net(plain.as_dict(), head.as_dict())
+    assert not same_net(plain.as_dict(), NetOptions(uncertainty="laplace", width=2).as_dict())
+    # the deploy net's new output: ln sigma per coordinate, from conv4 through 8 hidden units
+    assert net.blobs["landmark_logscale"].data.shape == (1, 10)
+    assert net.params["logscale_hidden"][0].data.shape == (8, 320)
+    assert np.allclose(net.forward(data=np.zeros((1, 1, 40, 40), np.float32))
+                       ["landmark_logscale"], net.params["landmark_logscale"][1].data
+                       + net.params["landmark_logscale"][0].data
+                       @ np.maximum(0, net.blobs["logscale_hidden"].data[0]), atol=1e-5)

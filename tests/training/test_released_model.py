@@ -27,6 +27,9 @@ def test_model_folder_describes_itself():
         assert meta["numbers"][key]["n_faces"] > 0
     assert (MODEL / meta["files"]["weights"]).is_file()
     assert (MODEL / meta["files_opencv"]["weights"]).is_file()
+    assert meta["net_options"]["uncertainty"] in ("laplace", "gaussian")
+    assert meta["uncertainty_calibration"]["factor"] > 0
+    assert "--stages uncertainty" in meta["training"]["uncertainty"]["command"]
 
 
 def real_faces():
@@ -99,6 +102,54 @@ def test_released_model_measures_what_model_json_says():
     report = evaluate(LandmarkModel(MODEL), aflw, "landmarks", refine=meta.get("refine", 0))
     assert abs(report["nme_mean"] - stored["nme_mean"]) < 0.01, (report["nme_mean"], stored)
     assert abs(report["failure_rate"] - stored["failure_rate"]) < 0.5
+
+
+@pytest.mark.caffe
+def test_released_uncertainty_in_the_api_the_json_and_the_drawing(tmp_path, python_exe):
+    """The bundled model's uncertainty head: a few pixels per point on the astronaut's
+    sharp frontal face, a high quality, both in detect.py's JSON, rings in --annotate."""
+    import skimage.data
+    from tcdcn.api import Detector, draw
+
+    from tests.helpers import run
+    image = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)
+    faces = Detector(MODEL)(image)
+    face = max(faces, key=lambda f: f.score)
+    assert face.uncertainty.shape == (5,) and np.all((face.uncertainty > 0.2)
+                                                      & (face.uncertainty < 10))
+    assert 0.5 < face.quality <= 1
+    plain = face.__class__(**{**face.__dict__, "uncertainty": None, "quality": None})
+    assert (draw(image, [face]) != draw(image, [plain])).any()      # the rings
+    # a blurred, darkened copy: larger predicted errors, a lower quality
+    worse = (cv2.GaussianBlur(image, (0, 0), 4) * 0.35).astype(np.uint8)
+    again = Detector(MODEL).model.predict(worse, face.box[None])[0]
+    assert again.uncertainty.mean() > face.uncertainty.mean() and again.quality < face.quality
+    cv2.imwrite(str(tmp_path / "a.png"), image)
+    res = run([python_exe, REPO / "tools" / "detect.py", tmp_path / "a.png", "--out",
+               tmp_path / "out", "--model", MODEL])
+    assert res.returncode == 0, res.stderr
+    record = json.loads((tmp_path / "out" / "faces.jsonl").read_text().splitlines()[0])
+    best = max(record["faces"], key=lambda f: f["score"])
+    assert len(best["uncertainty"]) == 5 and 0 < best["quality"] <= 1
+
+
+@pytest.mark.caffe
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED / "MTFL" / "testing.txt").is_file(), reason="data not present")
+def test_released_uncertainty_measures_what_model_json_says():
+    """Spearman and AUROC on the validation split (rebuilt from model.json) as
+    tools/attach_uncertainty.py measured them."""
+    from tcdcn.evaluation.evaluate import evaluate
+    from tcdcn.landmarks import LandmarkModel
+    from tcdcn.training.release import validation_split
+    meta = json.loads((MODEL / "model.json").read_text())
+    stored = meta["uncertainty_numbers"]["validation_list_boxes"]
+    _, val = validation_split(MODEL, SHARED)
+    u = evaluate(LandmarkModel(MODEL), val, "list")["uncertainty"]
+    for key in ("spearman_face", "spearman_point", "auroc_failures", "auroc_over_5",
+                "mean_predicted_nme"):
+        assert u[key] == pytest.approx(stored[key], abs=1e-3), key
+    assert u["n_failures"] == stored["n_failures"]
 
 
 @pytest.mark.caffe

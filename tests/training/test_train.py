@@ -320,3 +320,63 @@ def test_lineage_of_a_run_whose_first_weights_it_made_itself(tmp_path):
     assert found["made_by"].endswith(str(model)) and "started_from" not in found
     assert found["trunk_from"]["model"] == "m5" and found["trunk_from"]["weights"] == str(model)
     assert found["trunk_from"]["training"] == {"command": "train m5"}
+
+
+def test_uncertainty_stage_learns_log_scales_and_leaves_the_points(tiny_lmdb, tmp_path, python_exe):
+    """--stages uncertainty on a finished run: only landmark_logscale learns (every other
+    weight stays bit for bit), its validation NLL is the stage's measure, and the deploy net
+    of the run's options outputs the log-scales."""
+    first = tmp_path / "first"
+    out = run([python_exe, REPO / "tools" / "train.py", "--lmdb", tiny_lmdb, "--run", first,
+               *TINY, "--unstaged"])
+    assert out.returncode == 0, out.stderr[-3000:]
+    unc = tmp_path / "unc"
+    cmd = [python_exe, REPO / "tools" / "train.py", "--lmdb", tiny_lmdb, "--run", unc, *TINY,
+           "--init-weights", first / "best.caffemodel", "--stages", "uncertainty",
+           "--uncertainty", "laplace", "--uncertainty-iters", "40", "--lr", "1e-3"]
+    out = run(cmd)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    state = json.loads((unc / "state.json").read_text())
+    assert state["net_options"]["uncertainty"] == "laplace"
+    stage = state["stages"]["uncertainty"]
+    assert stage["measure"] == "uncertainty"
+    tests = [t for t in stage["tests"] if t.get("measure") is not None]
+    assert tests and all(t["measure"] == t["uncertainty_loss"] for t in tests)
+    # the NLL falls from where the head starts (a constant ln 0.01)
+    assert tests[-1]["measure"] < tests[0]["measure"] or stage["best_iter"] > tests[0]["iter"]
+    import caffe
+    from tcdcn.training.net import NetOptions, deploy_net
+    (tmp_path / "a.prototxt").write_text(str(deploy_net(NetOptions())))
+    (tmp_path / "b.prototxt").write_text(str(deploy_net(NetOptions(uncertainty="laplace"))))
+    a = caffe.Net(str(tmp_path / "a.prototxt"), caffe.TEST, weights=str(first / "best.caffemodel"))
+    b = caffe.Net(str(tmp_path / "b.prototxt"), caffe.TEST, weights=str(unc / "best.caffemodel"))
+    for name in a.params:
+        for pa, pb in zip(a.params[name], b.params[name]):
+            assert (pa.data == pb.data).all(), name
+    w, bias = b.params["landmark_logscale"]
+    assert w.data.shape == (10, 256) and (bias.data != -4.6).any()
+    assert "landmark_logscale" in b.outputs
+    bad = run([python_exe, REPO / "tools" / "train.py", "--lmdb", tiny_lmdb, "--run",
+               tmp_path / "x", *TINY, "--uncertainty", "laplace"])
+    assert bad.returncode != 0 and "--uncertainty-iters" in bad.stderr
+
+
+def test_input_size_follows_the_lmdb(dataset, tmp_path, python_exe):
+    """A 48-pixel LMDB trains a net with 48x48 inputs (conv4 then has 3x3 outputs); the
+    run records the size and the released model.json says it."""
+    from tcdcn.data.lmdb_build import BuildConfig, build
+    lmdb = tmp_path / "lmdb48"
+    build(BuildConfig(dataset="mtfl", root=dataset, out=lmdb, samples=200, val_fraction=0.25,
+                      seed=1, workers=1, size=48))
+    runs = tmp_path / "r48"
+    out = run([python_exe, REPO / "tools" / "train.py", "--lmdb", lmdb, "--run", runs, *TINY,
+               "--unstaged"])
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    state = json.loads((runs / "state.json").read_text())
+    assert state["net_options"]["input_size"] == 48
+    import caffe
+    from tcdcn.training.net import NetOptions, deploy_net
+    (tmp_path / "d.prototxt").write_text(str(deploy_net(NetOptions(input_size=48))))
+    net = caffe.Net(str(tmp_path / "d.prototxt"), caffe.TEST, weights=str(runs / "best.caffemodel"))
+    assert net.blobs["data"].data.shape == (1, 1, 48, 48)
+    assert net.blobs["conv4"].data.shape == (1, 80, 3, 3)

@@ -126,3 +126,27 @@ def test_tracker_follows_a_face_found_tilted():
         expected = apply_matrix(m, first[0] + np.array([x - first[1], 0.0]))
         np.testing.assert_allclose(eyes, expected, atol=3.0, err_msg=f"frame {k}")
     assert tracker.stats.detections == 1, tracker.stats
+
+
+@pytest.mark.slow
+def test_tracker_redetects_when_quality_drops():
+    """With the quality rule alone (no O-Net check), a face that leaves the frame lowers
+    the followed points' quality (Face.quality, the uncertainty head): the tracker detects
+    again, and gives no face while nobody is there; a model without the head is refused."""
+    from tcdcn.api import Detector
+    from tcdcn.video.tracking import Tracker
+    tracker = Tracker(Detector(backend="opencv"), redetect_every=100, min_quality=0.5,
+                      face_check=False)
+    frames, offsets = clip()
+    for k, (frame, x) in enumerate(zip(frames, offsets)):
+        faces = tracker(frame)
+        if x is None:
+            assert faces == [], f"frame {k}: a face where there is none"
+        else:
+            assert all(0 <= f.quality <= 1 for f in faces)
+    assert tracker.stats.reasons["quality"] >= 1, tracker.stats
+    assert tracker.stats.reasons["lost"] == 0            # the O-Net check was off
+    with pytest.raises(ValueError, match="uncertainty head"):
+        Tracker(Detector("tcdcn_68pt", backend="opencv"), min_quality=0.5)
+    with pytest.raises(ValueError, match="0..1"):
+        Tracker(Detector(backend="opencv"), min_quality=1.5)

@@ -47,6 +47,22 @@ def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = BINS) -> dict
             "mean_confidence": 100 * float(conf.mean()), "bins": rows}
 
 
+def ece_noise_floor(probs: np.ndarray, draws: int = 200, seed: int = 0,
+                    bins: int = BINS) -> dict:
+    """The ECE a perfectly calibrated model would show on these faces: labels drawn from
+    the probabilities themselves, `draws` times; the median and 90th percentile (percent).
+    An ECE within this range cannot be told from perfect calibration on this many faces."""
+    probs = np.asarray(probs, np.float64)
+    rng = np.random.default_rng(seed)
+    cum = np.cumsum(probs, axis=1)
+    eces = []
+    for _ in range(draws):
+        u = rng.random((len(probs), 1))
+        labels = np.minimum((u > cum).sum(axis=1), probs.shape[1] - 1)
+        eces.append(reliability(probs, labels, bins)["ece"])
+    return {"median": float(np.median(eces)), "p90": float(np.percentile(eces, 90))}
+
+
 def plot_reliability(curves: dict[str, dict], path, title: str):
     """One panel per attribute: accuracy against confidence, before and after."""
     import matplotlib

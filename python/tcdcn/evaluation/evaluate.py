@@ -23,8 +23,15 @@ from tcdcn.data.datasets import DataError, Sample
 from tcdcn.detection.base import Search, iou
 from tcdcn.detection.factory import DetectorSettings, crop_placement, make_detector
 from tcdcn.detection.search import describe_pads, describe_turns
-from tcdcn.evaluation.metrics import attribute_report, landmark_report, normaliser
+from tcdcn.evaluation.metrics import (
+    attribute_report,
+    landmark_report,
+    normaliser,
+    per_face,
+    uncertainty_report,
+)
 from tcdcn.image import load_image, to_grey
+from tcdcn.landmarks import eye_distance
 from tcdcn.schemes import IBUG68_PUPILS, TASKS
 
 MIN_IOU = 0.3
@@ -143,6 +150,8 @@ def evaluate(model, samples: list[Sample], mode: str, settings: DetectorSettings
     k = model.scheme.count
     pred = np.full((len(samples), k, 2), np.nan)
     attr_pred = {t.name: np.full(len(samples), -1) for t in model.tasks}
+    point_unc = np.full((len(samples), k), np.nan)   # over the predicted eye distance
+    face_unc = np.full(len(samples), np.nan)         # predicted NME
     by_image = defaultdict(list)
     for i, (s, b) in enumerate(zip(samples, boxes)):
         if b is not None:
@@ -151,6 +160,9 @@ def evaluate(model, samples: list[Sample], mode: str, settings: DetectorSettings
         faces = model.predict(images[key], np.array([boxes[i] for i in idx]), refine=refine)
         for i, face in zip(idx, faces):
             pred[i] = face.landmarks
+            if face.uncertainty is not None:
+                point_unc[i] = face.uncertainty / eye_distance(face.landmarks)
+                face_unc[i] = point_unc[i].mean()   # = landmarks.expected_nme
             for t in model.tasks:
                 attr_pred[t.name][i] = t.classes.index(face.attributes[t.name][0])
     gt = np.array([s.landmarks for s in samples])
@@ -158,6 +170,9 @@ def evaluate(model, samples: list[Sample], mode: str, settings: DetectorSettings
               f"detector ({describe_detector(model, settings)})",
               "refine": refine,
               **landmark_report(pred, gt, model.scheme)}
+    if getattr(model, "uncertainty", ""):
+        report["uncertainty"] = uncertainty_report(pred, gt, model.scheme, point_unc, face_unc)
+    report["per_face"] = per_face(pred, gt, model.scheme, face_unc)
     if model.scheme.count == 68:
         report["inter_pupil"] = landmark_report(pred, gt, model.scheme, groups=IBUG68_PUPILS)
     if all(s.attributes is not None for s in samples) and model.tasks:
@@ -222,6 +237,15 @@ def format_table(report: dict) -> str:
     else:
         lines.append("per landmark: " + "  ".join(f"{k} {_pct(v)}%"
                                                   for k, v in report["per_landmark"].items()))
+    if "uncertainty" in report:
+        u = report["uncertainty"]
+        num = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+        lines.append(f"uncertainty: Spearman per face {num(u['spearman_face'])}, per point "
+                     f"{num(u['spearman_point'])}; AUROC for failures (NME > 10%, "
+                     f"{u['n_failures']} of {u['n_faces']}) {num(u['auroc_failures'])}, NME > 5% "
+                     f"({u['n_over_5']}) {num(u['auroc_over_5'])}; "
+                     f"mean predicted NME {_pct(u['mean_predicted_nme'])}% (actual "
+                     f"{_pct(u['mean_nme'])}%)")
     for name, a in report.get("attributes", {}).items():
         lines.append(f"{name:8s} accuracy {a['accuracy']:.2f}%  (majority baseline "
                      f"{a['majority_baseline']:.2f}%)  confusion {a['confusion']}")

@@ -68,3 +68,71 @@ def attribute_report(pred: np.ndarray, gt: np.ndarray, classes: tuple[str, ...])
         "classes": list(classes),
         "confusion": confusion.tolist(),
     }
+
+
+def ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks 1..n, ties given their mean rank."""
+    values = np.asarray(values, np.float64)
+    order = np.argsort(values, kind="mergesort")
+    r = np.empty(len(values))
+    r[order] = np.arange(1, len(values) + 1)
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse, weights=r)
+    return sums[inverse] / counts[inverse]
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Spearman's rank correlation (None for fewer than 3 values or a constant input)."""
+    if len(a) < 3:
+        return None
+    ra, rb = ranks(a), ranks(b)
+    if ra.std() == 0 or rb.std() == 0:
+        return None
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def auroc(scores: np.ndarray, positive: np.ndarray) -> float | None:
+    """Area under the ROC curve of `scores` for finding the `positive` items (the
+    Mann-Whitney statistic: the chance a random positive scores above a random negative,
+    ties counting half); None without both classes."""
+    positive = np.asarray(positive, bool)
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    r = ranks(scores)
+    return float((r[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def uncertainty_report(pred: np.ndarray, gt: np.ndarray, scheme: LandmarkScheme,
+                       point_unc: np.ndarray, face_unc: np.ndarray) -> dict:
+    """How well predicted errors rank the actual ones. point_unc: F x K predicted point
+    errors divided by the *predicted* eye distance; face_unc: F predicted NMEs (their mean,
+    Face.quality's input): computed from predictions alone. Actual errors are in units of
+    the ground truth's normaliser. Missed faces (NaN rows) are left out."""
+    err = point_errors(pred, gt, scheme)
+    found = ~np.isnan(err).any(axis=1) & ~np.isnan(face_unc)
+    nme = err.mean(axis=1)
+    failures = nme[found] > FAILURE_THRESHOLD
+    return {
+        "n_faces": int(found.sum()),
+        "n_failures": int(failures.sum()),
+        "spearman_face": spearman(face_unc[found], nme[found]),
+        "spearman_point": spearman(point_unc[found].ravel(), err[found].ravel()),
+        "auroc_failures": auroc(face_unc[found], failures),
+        # a steadier companion where failures are few: faces over half the threshold
+        "n_over_5": int((nme[found] > FAILURE_THRESHOLD / 2).sum()),
+        "auroc_over_5": auroc(face_unc[found], nme[found] > FAILURE_THRESHOLD / 2),
+        "mean_predicted_nme": float(100 * face_unc[found].mean()) if found.any() else None,
+        "mean_nme": float(100 * nme[found].mean()) if found.any() else None,
+    }
+
+
+def per_face(pred: np.ndarray, gt: np.ndarray, scheme: LandmarkScheme,
+             face_unc: np.ndarray | None = None) -> list[dict]:
+    """Each face's NME and predicted NME (percent; None for a miss, or a model without an
+    uncertainty head), in the order of the faces."""
+    nme = point_errors(pred, gt, scheme).mean(axis=1)
+    face_unc = np.full(len(nme), np.nan) if face_unc is None else face_unc
+    num = lambda v: None if np.isnan(v) else round(float(100 * v), 3)  # noqa: E731
+    return [{"nme": num(a), "uncertainty": num(np.nan if np.isnan(a) else u)}
+            for a, u in zip(nme, face_unc)]

@@ -62,7 +62,9 @@ class StopRule:
 @dataclass
 class DivergenceGuard:
     """Stops a run whose training loss is not finite, or has grown to `factor` times the
-    lowest loss displayed so far (the display is caffe's average over 100 iterations)."""
+    lowest loss displayed so far (the display is caffe's average over 100 iterations); for a
+    loss that may be negative (a log-likelihood) the same distance: above the lowest by
+    (factor - 1) times its magnitude."""
     factor: float = 20.0
 
     def __post_init__(self):
@@ -72,7 +74,8 @@ class DivergenceGuard:
         """None while the loss is healthy, else why the run must stop."""
         if not math.isfinite(loss):
             return f"the training loss is {loss}"
-        if self.lowest is not None and loss > self.factor * self.lowest:
+        if self.lowest is not None and \
+                loss - self.lowest > (self.factor - 1) * abs(self.lowest):
             return (f"the training loss {loss:.5g} is over {self.factor:g} times the lowest "
                     f"so far ({self.lowest:.5g}): diverging")
         self.lowest = loss if self.lowest is None else min(self.lowest, loss)
@@ -84,6 +87,12 @@ def aux_measure(outputs: dict[str, float]) -> float | None:
     parts = [t.loss_weight * outputs[f"{t.name}_loss"] for t in TASKS
              if f"{t.name}_loss" in outputs]
     return sum(parts) if parts else None
+
+
+def uncertainty_measure(outputs: dict[str, float]) -> float | None:
+    """The validation negative log-likelihood of the uncertainty head (RegressionNLLLoss;
+    may be negative)."""
+    return outputs.get("uncertainty_loss")
 
 
 def landmark_measure(outputs: dict[str, float]) -> float | None:

@@ -14,7 +14,11 @@ decay; layer names stay the same, so `-weights` carries a stage's snapshot into 
   multitask: every task;  landmarks: auxiliary heads frozen with loss weight 0;
   finetune: as landmarks, with weight decay 0;
   heads (optional): trunk and landmark head frozen, the auxiliary heads retrained on the
-  final trunk (their frozen weights decay in usefulness while the trunk moves on).
+  final trunk (their frozen weights decay in usefulness while the trunk moves on);
+  uncertainty (optional, with NetOptions.uncertainty): everything above frozen, a new head
+  `landmark_logscale` (fc on fc5, 2K outputs) learns the log-scale of each coordinate's
+  error with RegressionNLLLoss; the points stay exactly those of the weights it starts
+  from.
 """
 from __future__ import annotations
 
@@ -22,7 +26,11 @@ from dataclasses import asdict, dataclass
 
 from tcdcn.schemes import LANDMARK_LOSS_WEIGHT, SCHEMES, TASKS, UNLABELLED, label_dim
 
-STAGES = ("multitask", "landmarks", "finetune", "heads")
+STAGES = ("multitask", "landmarks", "finetune", "heads", "uncertainty")
+
+# The uncertainty head's distributions (RegressionNLLLoss in layers/): the head predicts
+# ln b (Laplace) or ln sigma (Gaussian) per landmark coordinate, in crop units.
+UNCERTAINTY = ("laplace", "gaussian")
 
 
 INPUT_SIZE = 40
@@ -42,6 +50,11 @@ class NetOptions:
     wing_epsilon: float = 1.25 / INPUT_SIZE  # 10 and 2 px of a 64-px input, scaled to 40 px
     aux_hidden: int = 0                    # 0: linear auxiliary heads on fc5 (the paper);
                                            # N: conv4 -> fc N -> ReLU -> fc per auxiliary task
+    input_size: int = INPUT_SIZE           # crop side in pixels (the LMDB's; 68-point lever)
+    uncertainty: str = ""                  # "", "laplace" or "gaussian": the landmark_logscale
+                                           # head (stage "uncertainty"; in deploy when set)
+    uncertainty_hidden: int = 0            # 0: landmark_logscale is one fc on fc5; N: conv4 ->
+                                           # fc N -> ReLU -> landmark_logscale
     aux_branch: bool = False               # with aux_hidden: the heads read their own conv4
                                            # (conv4_aux on conv3's pooled output), not the
                                            # landmarks' (the 68-point recipe's split, for
@@ -124,6 +137,29 @@ def _landmark_head(n, L, feat, opts: NetOptions, frozen: bool = False):
     return n.landmarks_abs
 
 
+# The log-scale head's bias starts at ln 0.01 (a 0.4-pixel error on a 40-pixel crop: about
+# the 5-point model's typical coordinate error), its weights near 0.
+LOGSCALE_BIAS = -4.6
+
+
+def _uncertainty_head(n, L, feat, opts: NetOptions, with_fillers: bool = True):
+    """landmark_logscale: ln b (Laplace) or ln sigma (Gaussian) per coordinate, an fc on
+    fc5's output, or with opts.uncertainty_hidden an fc N -> ReLU on conv4's output first."""
+    if opts.uncertainty not in UNCERTAINTY:
+        raise ValueError(f"uncertainty must be one of {UNCERTAINTY}, not {opts.uncertainty!r}")
+    fillers = dict(weight_filler=dict(type="gaussian", std=1e-3),
+                   bias_filler=dict(type="constant", value=LOGSCALE_BIAS)) if with_fillers else {}
+    if opts.uncertainty_hidden:
+        hidden = dict(weight_filler=dict(type="xavier"),
+                      bias_filler=dict(type="constant", value=0)) if with_fillers else {}
+        n.logscale_hidden = L.InnerProduct(n.relu4, num_output=opts.uncertainty_hidden, **hidden)
+        n.relu_logscale_hidden = L.ReLU(n.logscale_hidden, in_place=True)
+        feat = n.relu_logscale_hidden
+    n.landmark_logscale = L.InnerProduct(feat, num_output=2 * SCHEMES[opts.scheme].count,
+                                         **fillers)
+    return n.landmark_logscale
+
+
 def _aux_head(n, L, task, feat, opts: NetOptions, param=None, with_fillers: bool = True):
     """One auxiliary task's logits: fc_<task> on fc5 (the paper), or with opts.aux_hidden
     a hidden layer on conv4's output (before fc5, which finetuning on landmarks alone
@@ -179,7 +215,10 @@ def train_net(train_source: str, val_source: str, stage: str, opts: NetOptions =
         n.data, n.landmark_target = L.MultiLabelData(source=train_source, batch_size=batch,
                                                      label_dim=dim, ntop=2,
                                                      include=dict(phase=caffe.TRAIN))
-    heads_only = stage == "heads"
+    if stage == "uncertainty" and not opts.uncertainty:
+        raise ValueError("the uncertainty stage needs NetOptions(uncertainty='laplace' or "
+                         "'gaussian')")
+    heads_only = stage in ("heads", "uncertainty")
     feat = _trunk(n, L, P, n.data, opts, frozen=heads_only)
     pred = _landmark_head(n, L, feat, opts, frozen=heads_only)
     weight = 0 if heads_only else LANDMARK_LOSS_WEIGHT
@@ -195,6 +234,14 @@ def train_net(train_source: str, val_source: str, stage: str, opts: NetOptions =
                                                include=dict(phase=caffe.TEST))
     else:
         raise ValueError(f"landmark_loss must be euclidean or wing, not {opts.landmark_loss!r}")
+    if stage == "uncertainty":
+        # only the log-scale head learns: no gradient flows into the (frozen) points
+        logscale = _uncertainty_head(n, L, feat, opts)
+        dist = caffe_pb2.RegressionNLLParameter
+        n.uncertainty_loss = L.RegressionNLLLoss(
+            pred, logscale, n.landmark_target, propagate_down=[False, True, False],
+            regression_nll_param=dict(distribution=dist.GAUSSIAN if opts.uncertainty ==
+                                      "gaussian" else dist.LAPLACE))
     aux_on = opts.auxiliary and stage in ("multitask", "heads")
     for task in TASKS if attribute_labels else ():
         if not opts.auxiliary:
@@ -227,16 +274,19 @@ def train_net(train_source: str, val_source: str, stage: str, opts: NetOptions =
 
 
 def deploy_net(opts: NetOptions = NetOptions(), batch: int = 1):
-    """Input batch x 1 x 40 x 40 (grey, 0..255); outputs `landmarks` (2K values, crop units,
-    x1 y1 x2 y2 ...) and `<task>_prob` per auxiliary task."""
+    """Input batch x 1 x S x S (S = opts.input_size, 40 by default; grey, 0..255); outputs
+    `landmarks` (2K values, crop units, x1 y1 x2 y2 ...), `<task>_prob` per auxiliary task
+    and, with opts.uncertainty, `landmark_logscale` (2K: ln b or ln sigma, crop units)."""
     import caffe
     from caffe import layers as L
     from caffe import params as P
     n = caffe.NetSpec()
-    n.data = L.Input(shape=dict(dim=[batch, 1, INPUT_SIZE, INPUT_SIZE]))
+    n.data = L.Input(shape=dict(dim=[batch, 1, opts.input_size, opts.input_size]))
     feat = _trunk(n, L, P, n.data, opts)
     pred = _landmark_head(n, L, feat, opts)
     n.landmarks = L.Power(pred, power=1, scale=1, shift=0)  # a stable output name
+    if opts.uncertainty:
+        _uncertainty_head(n, L, feat, opts, with_fillers=False)
     if opts.auxiliary:
         for task in TASKS:
             fc = _aux_head(n, L, task, feat, opts, with_fillers=False)

@@ -38,7 +38,7 @@ from tcdcn.landmarks import LandmarkModel
 from tcdcn.models import bundled, record_hashes, sha256_file
 from tcdcn.paths import atomic_write, checkout, git_commit, write_json
 from tcdcn.schemes import SCHEMES, TASKS
-from tcdcn.training.net import INPUT_SIZE, NetOptions, deploy_net
+from tcdcn.training.net import NetOptions, deploy_net
 
 CROP_SCALES = (1.0, 1.05, 1.1, 1.15, 1.2)
 REGRESSION_SLICE = "aflw_first_300_landmark_boxes"
@@ -71,7 +71,8 @@ def refresh_deploy(model: Path) -> int:
         print(f"{path}: already current")
         return 0
     rng = np.random.default_rng(0)
-    crops = rng.integers(0, 256, (64, 1, 40, 40)).astype(np.float32)
+    size = int(meta["input"]["size"])
+    crops = rng.integers(0, 256, (64, 1, size, size)).astype(np.float32)
     crops = np.concatenate([crops, crops[..., ::-1]])
     # the stale file differs from its recorded hash by design: it is compared, not trusted
     old = LandmarkModel(model, batch=len(crops), backend="caffe", verify=False).forward(crops)
@@ -159,7 +160,7 @@ def choose_crop_path(tried: dict) -> tuple[str, int]:
 
 
 def summary(report: dict) -> dict:
-    keep = {k: v for k, v in report.items() if k not in ("ced",)}
+    keep = {k: v for k, v in report.items() if k not in ("ced", "per_face")}
     for a in keep.get("attributes", {}).values():
         a.pop("classes", None)
     return keep
@@ -215,12 +216,13 @@ def release(run: Path, out: Path, root: Path, calibration_faces: int = 2000,
                         "conv1-3 from the 5-point model)"),
         "files": {"deploy": "deploy.prototxt", "weights": weights_name},
         "sha256": {name: sha256_file(out / name) for name in ("deploy.prototxt", weights_name)},
-        "input": {"size": INPUT_SIZE, "channels": 1, "colour": "grey (BGR converted with OpenCV)",
+        "input": {"size": opts.input_size, "channels": 1, "colour": "grey (BGR converted with OpenCV)",
                   "pixel_range": "0..255, no scaling outside the net",
                   "normalisation": "per-image z-score inside the net (MVN layer)",
                   "crop": "square about the face box centre, side = box side (training box "
                           "convention: CNN_FacePoint boxes)"},
-        "output": {"landmarks": "x1 y1 x2 y2 ... in crop units: (x_crop + 0.5) / 40",
+        "output": {"landmarks": ("x1 y1 x2 y2 ... in crop units: (x_crop + 0.5) / "
+                                   f"{opts.input_size}"),
                    "attributes": "<task>_prob blobs, softmax over the classes below"},
         "landmark_scheme": opts.scheme,
         "landmark_names": list(SCHEMES[opts.scheme].names),

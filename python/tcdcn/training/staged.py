@@ -30,6 +30,7 @@ from tcdcn.training.monitor import (
     StopRule,
     aux_measure,
     landmark_measure,
+    uncertainty_measure,
 )
 from tcdcn.training.net import (
     INPUT_SIZE,
@@ -41,7 +42,7 @@ from tcdcn.training.net import (
 )
 from tcdcn.training.weights import init_from_trunk, with_aux_branch
 
-STAGE_ORDER = STAGES[:3]      # + "heads" with --refit-heads
+STAGE_ORDER = STAGES[:3]      # + "heads" with --refit-heads, "uncertainty" with --uncertainty
 
 
 # The options that define a run: a rerun in the same folder must give the same ones.
@@ -49,7 +50,8 @@ STAGE_ORDER = STAGES[:3]      # + "heads" with --refit-heads
 RUN_OPTIONS = ("test_interval", "patience", "smooth", "batch", "lr", "lr_policy", "width",
                "seed", "conv4", "activation", "relu_after_norm", "landmarks_only",
                "unstaged", "init_trunk", "freeze_trunk", "trunk_lr_mult", "init_weights",
-               "stages", "loss", "wing", "aux_hidden", "aux_branch")
+               "stages", "loss", "wing", "aux_hidden", "aux_branch", "uncertainty",
+               "uncertainty_hidden")
 
 
 def run_options(args) -> dict:
@@ -75,7 +77,8 @@ def check_same_run(state: dict, args) -> None:
 
 def stage_caps(args) -> dict[str, int]:
     """Each stage's iteration cap."""
-    return {**dict(zip(STAGE_ORDER, args.max_iter)), "heads": args.refit_heads}
+    return {**dict(zip(STAGE_ORDER, args.max_iter)), "heads": args.refit_heads,
+            "uncertainty": getattr(args, "uncertainty_iters", 0)}
 
 
 def stages_for(args) -> list[str]:
@@ -83,9 +86,10 @@ def stages_for(args) -> list[str]:
         return list(args.stages)
     if args.unstaged:
         return ["multitask"]
+    last = ["uncertainty"] if getattr(args, "uncertainty", None) else []
     if args.landmarks_only:
-        return ["landmarks", "finetune"]
-    return list(STAGE_ORDER) + (["heads"] if args.refit_heads > 0 else [])
+        return ["landmarks", "finetune"] + last
+    return list(STAGE_ORDER) + (["heads"] if args.refit_heads > 0 else []) + last
 
 
 def stage_net_options(args, stage: str, opts):
@@ -121,6 +125,8 @@ def latest_solverstate(stage_dir: Path, stage: str) -> Path | None:
 
 
 def measure_for(stage: str, args):
+    if stage == "uncertainty":
+        return "uncertainty", uncertainty_measure
     if stage == "heads" or (stage == "multitask" and not args.unstaged and not args.landmarks_only):
         return "auxiliary", aux_measure
     return "landmark", landmark_measure
@@ -382,6 +388,9 @@ def train(args, command: str) -> int:
                       relu_after_norm=args.relu_after_norm, width=args.width,
                       auxiliary=not args.landmarks_only, aux_hidden=args.aux_hidden,
                       aux_branch=args.aux_branch,
+                      input_size=int(manifest["crop"]["size"]),
+                      uncertainty=getattr(args, "uncertainty", None) or "",
+                      uncertainty_hidden=getattr(args, "uncertainty_hidden", 0),
                       **loss_options(args))
     if opts.aux_branch and not opts.aux_hidden:
         raise SystemExit("error: --aux-branch needs --aux-hidden N (the heads on the branch)")

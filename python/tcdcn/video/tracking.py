@@ -9,6 +9,9 @@ The detector runs again
   - every `redetect_every` frames (a new face may have entered),
   - when a tracked face's O-Net face probability drops below `min_face_score` (it left,
     or the track slid off it; checked every `check_every` frames),
+  - when a tracked face's quality (Face.quality, from a model with an uncertainty head)
+    drops below `min_quality` (its points are predicted to be wrong; checked every frame at
+    no extra cost: the landmark pass gives it),
   - when no face is tracked.
 After a detection the tracks are the detections (their landmarks from the detector path,
 refinement included). Faces keep a track id; landmarks can be smoothed with the one-euro
@@ -35,18 +38,29 @@ class TrackStats:
     frames: int = 0
     detections: int = 0           # frames on which the detector ran
     lost: int = 0                 # tracks dropped by the face check
-    reasons: dict = field(default_factory=lambda: {"interval": 0, "lost": 0, "empty": 0})
+    reasons: dict = field(default_factory=lambda: {"interval": 0, "lost": 0, "empty": 0,
+                                                   "quality": 0})
 
 
 class Tracker:
     """Call it on consecutive frames (BGR, BGRA or grey); returns the frame's faces, each
     with a `track_id` attribute. `detector` is an api.Detector (MTCNN gives the face
-    check; with Haar the check is skipped and only the interval and empty rules apply)."""
+    check; with Haar the check is skipped and only the interval and empty rules apply).
+    `min_quality` (0..1; None: off) re-detects when a followed face's Face.quality falls
+    below it; `face_check=False` turns the O-Net check off (e.g. to rely on quality)."""
 
     def __init__(self, detector, redetect_every: int = 15, min_face_score: float = 0.5,
-                 smooth_fps: float | None = None, check_every: int = 5):
+                 smooth_fps: float | None = None, check_every: int = 5,
+                 min_quality: float | None = None, face_check: bool = True):
         if redetect_every < 1:
             raise ValueError(f"redetect_every must be at least 1, not {redetect_every}")
+        if min_quality is not None:
+            if not 0 <= min_quality <= 1:
+                raise ValueError(f"min_quality must be in 0..1, not {min_quality}")
+            if not getattr(detector.model, "uncertainty", ""):
+                raise ValueError("min_quality needs a model with an uncertainty head "
+                                 f"({detector.model.folder} has none)")
+        self.min_quality = min_quality
         self.detector = detector
         self.redetect_every = redetect_every
         self.min_face_score = min_face_score
@@ -58,8 +72,8 @@ class Tracker:
         self.stats = TrackStats()
         # the face check scores boxes in MTCNN's own convention: its calibration maps back
         cascade = detector.detector.cascade
-        self.mtcnn = ((cascade.calibration, cascade) if isinstance(cascade, MTCNNDetector)
-                      else None)
+        self.mtcnn = ((cascade.calibration, cascade)
+                      if face_check and isinstance(cascade, MTCNNDetector) else None)
         self.smoother = None
         if smooth_fps:
             self._filters: dict[int, OneEuro] = {}
@@ -96,9 +110,9 @@ class Tracker:
         elif self._since_detection >= self.redetect_every:
             faces = self._detect(image, "interval")
         else:
-            faces = self._follow(image)
+            faces, why = self._follow(image)
             if faces is None:
-                faces = self._detect(image, "lost")
+                faces = self._detect(image, why)
         for f, i in zip(faces, self.ids):
             f.track_id = i
         if self.smoother is not None:
@@ -109,13 +123,19 @@ class Tracker:
             self._filters = {k: v for k, v in self._filters.items() if k in live}
         return faces
 
-    def _follow(self, image) -> list[Face] | None:
-        """One landmark pass per tracked face on the box of its last landmarks; None when a
-        face fails the face check (the caller then detects)."""
+    def _follow(self, image) -> tuple[list[Face] | None, str]:
+        """One landmark pass per tracked face on the box of its last landmarks; (None,
+        reason) when a face fails the quality or the face check (the caller then
+        detects)."""
         model = self.detector.model
         # faces found turned (Face.turn) are followed turned: their crops stay upright
         boxes = np.array([box_for_points(f.landmarks, f.turn, image.shape) for f in self.tracks])
         faces = model.predict(to_grey(image), boxes)
+        if self.min_quality is not None:
+            low = sum(f.quality < self.min_quality for f in faces)
+            if low:
+                self.stats.lost += low
+                return None, "quality"
         if self.mtcnn is not None and self._since_detection % self.check_every == 0:
             calib, det = self.mtcnn
             scores = np.zeros(len(faces))
@@ -127,8 +147,8 @@ class Tracker:
                 scores[idx] = det.face_scores(turn_image(image, turn), calib.invert(upright))
             if np.any(scores < self.min_face_score):
                 self.stats.lost += int(np.sum(scores < self.min_face_score))
-                return None
+                return None, "lost"
             for f, s in zip(faces, scores):
                 f.score = float(s)
         self.tracks = faces
-        return faces
+        return faces, ""
