@@ -24,7 +24,8 @@ def aflw_crops(model, n=200) -> np.ndarray:
     varied random crops where the data is absent."""
     listing = SHARED_DATA / "MTFL" / "testing.txt"
     if not listing.is_file():
-        return np.random.default_rng(0).integers(0, 256, (n, 1, 40, 40)).astype(np.float32)
+        return np.random.default_rng(0).integers(
+            0, 256, (n, 1, model.size, model.size)).astype(np.float32)
     from tcdcn.data.datasets import load_samples
     from tcdcn.image import load_image, to_grey
     samples, _, _ = load_samples("mtfl", SHARED_DATA, listing)
@@ -87,7 +88,8 @@ def test_a_wrong_mapping_is_caught(caffe, tmp_path, monkeypatch):
     folder = MODELS / "tcdcn_68pt"
     bad = export_onnx(folder / "deploy.prototxt", folder / "tcdcn_68pt.caffemodel",
                       tmp_path / "bad.onnx")
-    x = np.random.default_rng(0).integers(0, 256, (8, 1, 40, 40)).astype(np.float32)
+    size = json.loads((folder / "model.json").read_text())["input"]["size"]
+    x = np.random.default_rng(0).integers(0, 256, (8, 1, size, size)).astype(np.float32)
     _, got, want = run_pair(folder, "tcdcn_68pt", x, onnx_file=bad)
     assert float(np.abs(got[0] - want[0]).max()) > 100 * TOL
 

@@ -51,7 +51,12 @@ def main(argv=None) -> int:
                 and (b != "onnx" or m.has_onnxruntime())]
     opencv = f"opencv {cv2.__version__}"
     label = {"caffe": "our Caffe", "onnx": "onnxruntime", "opencv": opencv}
-    nets = [("tcdcn_5pt", "tcdcn_5pt", (1, 40, 40)), ("tcdcn_68pt", "tcdcn_68pt", (1, 40, 40)),
+    def landmark_input(folder: str) -> tuple[int, int, int]:   # model.json's input size
+        size = int(m.read_model_json(m.bundled(folder))["input"]["size"])
+        return (1, size, size)
+
+    nets = [("tcdcn_5pt", "tcdcn_5pt", landmark_input("tcdcn_5pt")),
+            ("tcdcn_68pt", "tcdcn_68pt", landmark_input("tcdcn_68pt")),
             ("snet", "snet", (1, 96, 96)), ("mtcnn", "det1", (3, 48, 48)),
             ("mtcnn", "det2", (3, 24, 24)), ("mtcnn", "det3", (3, 48, 48))]
     rows = []
