@@ -110,8 +110,8 @@ def main(argv=None) -> int:
     _, val = validation_split(args.model, args.root)
     step = max(1, len(val) // args.faces)
     patches = [face_patch(s) for s in val[::step][:args.faces]]
-    configs = {"onet_every_5": dict(check_every=5),
-               "onet_every_frame": dict(check_every=1)}
+    configs = {"onet_every_5": dict(check_every=5, min_quality=None),
+               "onet_every_frame": dict(check_every=1, min_quality=None)}
     for q in args.min_quality:
         configs[f"quality_{q:g}"] = dict(min_quality=q, face_check=False)
         configs[f"quality_{q:g}_and_onet_every_5"] = dict(min_quality=q, check_every=5)

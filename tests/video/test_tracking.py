@@ -45,7 +45,8 @@ def test_tracker_follows_leaves_and_refinds():
     from tcdcn.api import Detector
     from tcdcn.video.tracking import Tracker
     detector = Detector(backend="opencv")
-    tracker = Tracker(detector, redetect_every=100, check_every=1)   # check every frame
+    # the O-Net check every frame, the quality rule off: the face check alone must notice
+    tracker = Tracker(detector, redetect_every=100, check_every=1, min_quality=None)
     frames, offsets = clip()
     first = None
     for k, (frame, x) in enumerate(zip(frames, offsets)):
@@ -146,6 +147,9 @@ def test_tracker_redetects_when_quality_drops():
             assert all(0 <= f.quality <= 1 for f in faces)
     assert tracker.stats.reasons["quality"] >= 1, tracker.stats
     assert tracker.stats.reasons["lost"] == 0            # the O-Net check was off
+    # the default: the quality rule on where the model has the head, off where not
+    assert Tracker(Detector(backend="opencv")).min_quality == 0.3
+    assert Tracker(Detector("tcdcn_68pt", backend="opencv")).min_quality is None
     with pytest.raises(ValueError, match="uncertainty head"):
         Tracker(Detector("tcdcn_68pt", backend="opencv"), min_quality=0.5)
     with pytest.raises(ValueError, match="0..1"):

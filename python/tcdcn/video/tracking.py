@@ -33,6 +33,13 @@ from tcdcn.landmarks import box_for_points
 from tcdcn.video.smoothing import OneEuro
 
 
+# The quality below which a followed face is detected again (tools/bench_tracking.py on
+# validation faces that leave the frame or turn in it: frames with wrong points 15.3% with
+# the O-Net check every 5th frame, 4.5% with quality 0.3, 4.4% with 0.5 at half again as
+# many detections; benchmarks/bench_tracking.json).
+DEFAULT_MIN_QUALITY = 0.3
+
+
 @dataclass
 class TrackStats:
     frames: int = 0
@@ -47,13 +54,17 @@ class Tracker:
     with a `track_id` attribute. `detector` is an api.Detector (MTCNN gives the face
     check; with Haar the check is skipped and only the interval and empty rules apply).
     `min_quality` (0..1; None: off) re-detects when a followed face's Face.quality falls
-    below it; `face_check=False` turns the O-Net check off (e.g. to rely on quality)."""
+    below it; "auto" (the default): DEFAULT_MIN_QUALITY where the model has an uncertainty
+    head, else off. `face_check=False` turns the O-Net check off."""
 
     def __init__(self, detector, redetect_every: int = 15, min_face_score: float = 0.5,
                  smooth_fps: float | None = None, check_every: int = 5,
-                 min_quality: float | None = None, face_check: bool = True):
+                 min_quality: float | str | None = "auto", face_check: bool = True):
         if redetect_every < 1:
             raise ValueError(f"redetect_every must be at least 1, not {redetect_every}")
+        if min_quality == "auto":
+            min_quality = (DEFAULT_MIN_QUALITY if getattr(detector.model, "uncertainty", "")
+                           else None)
         if min_quality is not None:
             if not 0 <= min_quality <= 1:
                 raise ValueError(f"min_quality must be in 0..1, not {min_quality}")
