@@ -111,9 +111,11 @@ def test_rows_crops_and_summary(local_run, photos):
         crop = cv2.imread(str(out / r["crop"]))
         assert crop.shape == (112, 112, 3)
         assert len(r["five_points"]) == 5 and len(r["box"]) == 4 and r["gender"] in ("male", "female")
+        # the bundled model's uncertainty head: a quality to filter alignments by
+        assert len(r["uncertainty"]) == 5 and 0 <= r["quality"] <= 1
         assert Path(r["crop"]).name.startswith(Path(r["image"]).name + ".face")
     broken = next(r for r in got if r["image"].endswith("broken.jpg"))
-    assert "broken.jpg" in broken["reason"]
+    assert "broken.jpg" in broken["reason"] and broken["quality"] is None
     summary = json.loads((out / "summary.json").read_text())
     assert summary["inputs"] == 8 and summary["failed"] == 2 and summary["no_face"] == 1
     assert summary["rows"] == len(got) and summary["engine"] == "local"

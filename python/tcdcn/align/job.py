@@ -254,11 +254,15 @@ class Aligner:
              reason: str | None = None, found=None, crop: str | None = None) -> dict:
         row = {"image": str(path), "frame": frame_no, "face": face, "status": status,
                "reason": reason, "box": None, "score": None, "points": None,
-               "five_points": None, "turn": None, "crop": crop}
+               "five_points": None, "turn": None, "crop": crop, "uncertainty": None,
+               "quality": None}
         if found is not None:
             row.update(box=[float(v) for v in found.box], score=float(found.score),
                        points=found.landmarks.astype(float).tolist(),
                        five_points=found.five_points.astype(float).tolist(), turn=found.turn)
+            if found.uncertainty is not None:   # a model with the uncertainty head
+                row.update(uncertainty=found.uncertainty.astype(float).tolist(),
+                           quality=float(found.quality))
         for task in self.tasks:
             label, prob = found.attributes[task] if found is not None else (None, None)
             row[task], row[f"{task}_prob"] = label, prob
@@ -288,7 +292,8 @@ def schema(tasks: list[str]):
               ("status", pa.string()), ("reason", pa.string()),
               ("box", pa.list_(pa.float64(), 4)), ("score", pa.float64()),
               ("points", pa.list_(point)), ("five_points", pa.list_(point, 5)),
-              ("turn", pa.int16()), ("crop", pa.string())]
+              ("turn", pa.int16()), ("crop", pa.string()),
+              ("uncertainty", pa.list_(pa.float64())), ("quality", pa.float64())]
     for task in tasks:
         fields += [(task, pa.string()), (f"{task}_prob", pa.float64())]
     return pa.schema(fields)
