@@ -32,7 +32,6 @@ from tcdcn.image import load_image, to_grey
 from tcdcn.landmarks import box_for_points
 from tcdcn.video.smoothing import OneEuro
 
-
 # The quality below which a followed face is detected again (tools/bench_tracking.py on
 # validation faces that leave the frame or turn in it: frames with wrong points 15.3% with
 # the O-Net check every 5th frame, 4.5% with quality 0.3, 4.4% with 0.5 at half again as
