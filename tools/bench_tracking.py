@@ -33,7 +33,6 @@ from tcdcn.evaluation.metrics import point_errors  # noqa: E402
 from tcdcn.geometry import apply_matrix  # noqa: E402
 from tcdcn.image import load_image  # noqa: E402
 from tcdcn.paths import data_root, write_json  # noqa: E402
-from tcdcn.schemes import SCHEMES  # noqa: E402
 from tcdcn.training.release import validation_split  # noqa: E402
 from tcdcn.video.tracking import Tracker  # noqa: E402
 
@@ -106,7 +105,7 @@ def main(argv=None) -> int:
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     det = Detector(args.model)
-    scheme = SCHEMES[det.model.scheme.name]
+    scheme = det.model.scheme
     _, val = validation_split(args.model, args.root)
     step = max(1, len(val) // args.faces)
     patches = [face_patch(s) for s in val[::step][:args.faces]]

@@ -349,3 +349,18 @@ def test_attach_checks_every_other_weight_and_the_net_options(caffe, tmp_path):
                        ["landmark_logscale"], net.params["landmark_logscale"][1].data
                        + net.params["landmark_logscale"][0].data
                        @ np.maximum(0, net.blobs["logscale_hidden"].data[0]), atol=1e-5)
+
+
+def test_recorded_commands_are_relative_to_the_project():
+    """release.portable: run, LMDB, caffe binary, the default data root and the checkout
+    as a user types them from the project root (model.json records these commands)."""
+    from pathlib import Path
+
+    from tcdcn.paths import checkout
+    from tcdcn.training.release import portable
+    root = checkout()
+    text = (f"tools/x.py --lmdb /a/b/lmdb_x --run /c/run_y --root {root.parent}/shared/data/300W "
+            f"--model {root}/models/m; /venv/bin/caffe train -solver /c/run_y/s.prototxt")
+    assert portable(text, Path("/c/run_y"), Path("/a/b/lmdb_x"), Path("/venv/bin/caffe")) == (
+        "tools/x.py --lmdb lmdb/lmdb_x --run runs/run_y --root ../shared/data/300W "
+        "--model models/m; caffe train -solver runs/run_y/s.prototxt")

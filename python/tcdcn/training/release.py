@@ -99,11 +99,16 @@ def refresh_deploy(model: Path) -> int:
 
 def portable(text: str, run: Path, lmdb: Path, caffe_tool: Path) -> str:
     """Commands as a user would type them from the project root: the run and LMDB folders
-    as runs/<name> and lmdb/<name>, the cached caffe binary as `caffe` (.venv/bin/caffe)."""
-    return (text.replace(str(caffe_tool), "caffe")
+    as runs/<name> and lmdb/<name>, the cached caffe binary as `caffe` (.venv/bin/caffe),
+    the default data root as ../shared/data."""
+    text = (text.replace(str(caffe_tool), "caffe")
                 .replace(str(run.resolve()), f"runs/{run.resolve().name}")
-                .replace(str(lmdb.resolve()), f"lmdb/{lmdb.resolve().name}")
-                .replace(str(checkout()) + "/", ""))
+                .replace(str(lmdb.resolve()), f"lmdb/{lmdb.resolve().name}"))
+    root = checkout()
+    if root is not None:
+        text = (text.replace(str((root.parent / "shared" / "data").resolve()), "../shared/data")
+                    .replace(str(root) + "/", ""))
+    return text
 
 
 def started_from(init: str, depth: int = 0, run_commit: str | None = None,

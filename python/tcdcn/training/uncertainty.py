@@ -16,18 +16,22 @@ from pathlib import Path
 
 import numpy as np
 
-from tcdcn.boxes import box_from_landmarks
+from tcdcn.build.caffe_build import build_info
 from tcdcn.data.datasets import read_mtfl
 from tcdcn.detection.factory import DetectorSettings
-from tcdcn.evaluation.evaluate import evaluate
+from tcdcn.evaluation.evaluate import evaluate, find_boxes, load_images
 from tcdcn.export import export_opencv
-from tcdcn.image import load_image, to_grey
 from tcdcn.landmarks import LandmarkModel
 from tcdcn.models import load_caffe_net, read_model_json, record_hashes
 from tcdcn.onnx_export import export_model_folder
 from tcdcn.paths import atomic_output, git_commit, write_json
 from tcdcn.training.net import NetOptions
-from tcdcn.training.release import deploy_text, validation_boxes, validation_split
+from tcdcn.training.release import (
+    deploy_text,
+    portable,
+    validation_boxes,
+    validation_split,
+)
 
 CALIBRATION_RULE = ("one factor on the predicted scales: the validation split's mean NME over "
                     "its mean predicted NME (boxes from the list), so that predicted and "
@@ -114,7 +118,11 @@ def attach(model: Path, run: Path, root: Path, command: str, aflw: bool = True,
         compared = check_weights(model, meta, deploy, weights)
         old = LandmarkModel(model, backend="caffe")
         dataset, val = validation_split(model, root)
-        crops = np.concatenate([old.crops(*_image_and_box(s))[0] for s in val[:64]])
+        sample = val[:64]   # their crops as evaluate makes them
+        images, _ = load_images(sample, False)
+        boxes = find_boxes(old, sample, validation_boxes(val), images=images)
+        crops = np.concatenate([old.crops(images[str(s.image)], np.array([b]))[0]
+                                for s, b in zip(sample, boxes)])
         before = old.forward(crops)
         with atomic_output(model / meta["files"]["deploy"]) as t:
             shutil.copyfile(deploy, t)
@@ -140,12 +148,16 @@ def attach(model: Path, run: Path, root: Path, command: str, aflw: bool = True,
     meta = read_model_json(model)
     meta["uncertainty_calibration"] = {"factor": round(factor, 4), "rule": CALIBRATION_RULE}
     meta["uncertainty_numbers"] = numbers
-    meta["training"]["uncertainty"] = {
+    record = {
         "command": state["train_command"], "stage_commands": state.get("commands", []),
         "lmdb_command": state["lmdb_manifest"]["command"], "commit": state.get("commit"),
         "best_iter": stage["best_iter"], "best_measure": stage["best_measure"],
         "seconds": stage.get("seconds"), "weights_compared": compared}
-    meta["uncertainty_command"] = command
+    # commands as typed from the project root (runs/<name>, lmdb/<name>), as release's
+    relative = lambda text: portable(text, run, Path(state["lmdb"]),  # noqa: E731
+                                     build_info().caffe_tool)
+    meta["training"]["uncertainty"] = json.loads(relative(json.dumps(record)))
+    meta["uncertainty_command"] = relative(command)
     meta["uncertainty_commit"] = git_commit()
     write_json(model / "model.json", meta)
     # the other backends' files, exported again with the head
@@ -158,7 +170,3 @@ def attach(model: Path, run: Path, root: Path, command: str, aflw: bool = True,
     export_model_folder(model)
     return read_model_json(model)
 
-
-def _image_and_box(sample):
-    box = sample.box if sample.box is not None else box_from_landmarks(sample.landmarks)
-    return to_grey(load_image(sample.image)), np.asarray([box], np.float64)
