@@ -144,6 +144,20 @@ PATCHED_SUITES = ["ConvolutionLayerTest", "PoolingLayerTest", "NeuronLayerTest",
                   "InnerProductLayerTest"]
 
 
+def blas_env(suite: str) -> dict:
+    """Upstream's InnerProductLayerTest.TestForwardTranspose expects bit-equal outputs from
+    two GEMM layouts. OpenBLAS's threaded split broke that once (14.153828 vs 14.153823), and
+    oneMKL did too with one thread on a loaded machine (14.687963 vs 14.687968, CI): MKL picks
+    its kernel path by the buffers' alignment and the cores' state unless its conditional
+    numerical reproducibility mode is on. Measured with the upstream paths and one thread,
+    two busy loops on the two cores, 100 runs each: 5 failures without MKL_CBWR, 0 with
+    MKL_CBWR=AUTO,STRICT. (The layer itself is upstream's, untouched.)"""
+    if suite != "InnerProductLayerTest":
+        return {}
+    return dict(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
+                MKL_CBWR="AUTO,STRICT")
+
+
 @pytest.fixture(scope="module")
 def gtest_list(build):
     out = run([build.gtest, "--gtest_list_tests"], cwd=build.source_dir)
@@ -155,14 +169,7 @@ def gtest_list(build):
 def test_caffe_gtests_pass_on_cpu(build, gtest_list, suite):
     assert re.search(rf"^{suite}/\d+\.", gtest_list, re.M), f"{suite} is not in the binary"
     pattern = f"{suite}/*.*LMDB*" if suite == "DataLayerTest" else f"{suite}/*"
-    env = dict(os.environ)
-    if suite == "InnerProductLayerTest":
-        # upstream's TestForwardTranspose expects bit-equal outputs from two GEMM layouts;
-        # OpenBLAS's threaded split made them differ in the last bit once (14.153828 vs
-        # 14.153823, a CI run on a loaded machine): one BLAS thread keeps each layout's
-        # summation order fixed. (The layer itself is upstream's, untouched.) The oneMKL
-        # build did the same once on a loaded machine (MKL_NUM_THREADS was unset).
-        env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env = dict(os.environ, **blas_env(suite))
     check_gtest_run(run([build.gtest, f"--gtest_filter={pattern}:-*GPU*"], cwd=build.source_dir,
                         env=env))
 
@@ -170,6 +177,7 @@ def test_caffe_gtests_pass_on_cpu(build, gtest_list, suite):
 @pytest.mark.parametrize("suite", PATCHED_SUITES)
 def test_patched_layers_pass_with_upstream_paths_and_one_thread(build, suite):
     env = dict(os.environ, CAFFE_FAST_CPU="0", OMP_NUM_THREADS="1")
+    env.update(blas_env(suite))
     check_gtest_run(run([build.gtest, f"--gtest_filter={suite}/*:-*GPU*"],
                         cwd=build.source_dir, env=env))
 
