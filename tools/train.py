@@ -90,6 +90,10 @@ def parse_args(argv):
                    choices=("multitask", "landmarks", "finetune", "heads", "uncertainty"),
                    help="run only these stages, in this order (e.g. finetune heads with "
                         "--init-weights); default: all that the options imply")
+    p.add_argument("--landmark-lmdb", type=Path, metavar="LMDB_DIR",
+                   help="with a mixed --lmdb (tools/mix_lmdb.py): the landmarks and finetune "
+                        "stages read this dense-point LMDB (the one it was mixed from), the "
+                        "multitask stage the mixed one")
     p.add_argument("--freeze-trunk", choices=("none", "first", "all"), default="none",
                    help="conv1-3 frozen in no stage, in the first stage only, or in all")
     p.add_argument("--trunk-lr-mult", type=float, default=1.0,

@@ -22,9 +22,13 @@ decay; layer names stay the same, so `-weights` carries a stage's snapshot into 
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from tcdcn.schemes import LANDMARK_LOSS_WEIGHT, SCHEMES, TASKS, UNLABELLED, label_dim
+
+# A cross-dataset net's 5-point head: an auxiliary task like the attributes (on in the
+# multitask stage only), weighted as the 5-point net weights its landmarks.
+FIVE_POINT_LOSS_WEIGHT = 1.0
 
 STAGES = ("multitask", "landmarks", "finetune", "heads", "uncertainty")
 
@@ -59,12 +63,25 @@ class NetOptions:
                                            # (conv4_aux on conv3's pooled output), not the
                                            # landmarks' (the 68-point recipe's split, for
                                            # attributes)
+    cross_dataset: bool = False            # records of two data sets (tools/mix_lmdb.py):
+                                           # the dense points masked per face, a 5-point
+                                           # head beside the attribute heads (train net only)
+    labelled_fraction: float = 1.0         # with cross_dataset: the share of records with
+                                           # dense points (their loss weight is 1 / this)
 
     def channels(self, base: int) -> int:
         return max(1, int(round(base * self.width)))
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def deployed(self) -> "NetOptions":
+        """The options of the net a user runs: a cross-dataset net deploys as the plain
+        dense-landmark net (its 5-point and attribute heads serve training only)."""
+        if not self.cross_dataset:
+            return self
+        return replace(self, cross_dataset=False, labelled_fraction=1.0, auxiliary=False,
+                       aux_hidden=0, aux_branch=False)
 
 
 @dataclass(frozen=True)
@@ -202,7 +219,21 @@ def train_net(train_source: str, val_source: str, stage: str, opts: NetOptions =
     scheme = SCHEMES[opts.scheme]
     dim = label_dim(scheme, with_attributes=attribute_labels)
     n = caffe.NetSpec()
-    if attribute_labels:
+    if opts.cross_dataset:
+        if not attribute_labels:
+            raise ValueError("a cross-dataset net needs records with attribute labels "
+                             "(tools/mix_lmdb.py)")
+        k = 2 * scheme.count
+        dim = k + 11 + len(TASKS)
+        n.data, n.label = L.MultiLabelData(source=train_source, batch_size=batch,
+                                           label_dim=dim, ntop=2,
+                                           include=dict(phase=caffe.TRAIN))
+        slices = [k, k + 1, k + 11] + [k + 12 + i for i in range(len(TASKS) - 1)]
+        tops = L.Slice(n.label, slice_point=slices, axis=1, ntop=3 + len(TASKS))
+        n.landmark_target_all, n.landmark_mask, n.landmark5_target = tops[:3]
+        for task, top in zip(TASKS, tops[3:]):
+            setattr(n, f"{task.name}_label", top)
+    elif attribute_labels:
         n.data, n.label = L.MultiLabelData(source=train_source, batch_size=batch,
                                            label_dim=dim, ntop=2,
                                            include=dict(phase=caffe.TRAIN))
@@ -222,6 +253,17 @@ def train_net(train_source: str, val_source: str, stage: str, opts: NetOptions =
     feat = _trunk(n, L, P, n.data, opts, frozen=heads_only)
     pred = _landmark_head(n, L, feat, opts, frozen=heads_only)
     weight = 0 if heads_only else LANDMARK_LOSS_WEIGHT
+    if opts.cross_dataset:
+        # prediction and target times the face's mask (0: no dense points): such a face
+        # adds 0 to the loss and sends 0 back into the head; the losses average over the
+        # batch, so 1 / (labelled share) keeps a labelled face's weight that of a plain net
+        n.landmark_mask_flat = L.Reshape(n.landmark_mask, reshape_param=dict(shape=dict(dim=[-1])))
+        n.landmark_pred_masked = L.Scale(pred, n.landmark_mask_flat, scale_param=dict(axis=0),
+                                         propagate_down=[True, False])
+        n.landmark_target = L.Scale(n.landmark_target_all, n.landmark_mask_flat,
+                                    scale_param=dict(axis=0), propagate_down=[False, False])
+        pred = n.landmark_pred_masked
+        weight = weight / opts.labelled_fraction
     if opts.landmark_loss == "euclidean":
         n.landmark_loss = L.EuclideanLoss(pred, n.landmark_target, loss_weight=weight)
     elif opts.landmark_loss == "wing":
@@ -243,6 +285,21 @@ def train_net(train_source: str, val_source: str, stage: str, opts: NetOptions =
             regression_nll_param=dict(distribution=dist.GAUSSIAN if opts.uncertainty ==
                                       "gaussian" else dist.LAPLACE))
     aux_on = opts.auxiliary and stage in ("multitask", "heads")
+    if opts.cross_dataset:
+        mult = 1 if aux_on else 0
+        n.fc_landmarks_5pt = L.InnerProduct(
+            feat, num_output=10, weight_filler=dict(type="xavier"),
+            bias_filler=dict(type="constant", value=0),
+            param=[dict(lr_mult=mult, decay_mult=mult), dict(lr_mult=mult, decay_mult=0)])
+        n.landmarks_5pt_tanh = L.TanH(n.fc_landmarks_5pt)
+        w5 = FIVE_POINT_LOSS_WEIGHT if aux_on else 0
+        if opts.landmark_loss == "wing":
+            n.landmark5_loss = L.WingLoss(n.landmarks_5pt_tanh, n.landmark5_target, loss_weight=w5,
+                                          wing_loss_param=dict(w=opts.wing_w,
+                                                               epsilon=opts.wing_epsilon))
+        else:
+            n.landmark5_loss = L.EuclideanLoss(n.landmarks_5pt_tanh, n.landmark5_target,
+                                               loss_weight=w5)
     for task in TASKS if attribute_labels else ():
         if not opts.auxiliary:
             # Still consume the label blob, so Caffe does not print it as an output.
@@ -280,6 +337,7 @@ def deploy_net(opts: NetOptions = NetOptions(), batch: int = 1):
     import caffe
     from caffe import layers as L
     from caffe import params as P
+    opts = opts.deployed()
     n = caffe.NetSpec()
     n.data = L.Input(shape=dict(dim=[batch, 1, opts.input_size, opts.input_size]))
     feat = _trunk(n, L, P, n.data, opts)

@@ -179,7 +179,7 @@ def release(run: Path, out: Path, root: Path, calibration_faces: int = 2000,
 
     state = json.loads((run / "state.json").read_text())
     manifest = state["lmdb_manifest"]
-    opts = NetOptions(**state["net_options"])
+    opts = NetOptions(**state["net_options"]).deployed()
     out.mkdir(parents=True, exist_ok=True)
     weights_name = f"tcdcn_{opts.scheme}.caffemodel"
     shutil.copyfile(run / "best.caffemodel", out / weights_name)

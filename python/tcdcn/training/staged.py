@@ -8,6 +8,7 @@ command line that is recorded in the run's state.json.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shlex
 import shutil
@@ -51,7 +52,7 @@ RUN_OPTIONS = ("test_interval", "patience", "smooth", "batch", "lr", "lr_policy"
                "seed", "conv4", "activation", "relu_after_norm", "landmarks_only",
                "unstaged", "init_trunk", "freeze_trunk", "trunk_lr_mult", "init_weights",
                "stages", "loss", "wing", "aux_hidden", "aux_branch", "uncertainty",
-               "uncertainty_hidden")
+               "uncertainty_hidden", "landmark_lmdb")
 
 
 def run_options(args) -> dict:
@@ -104,7 +105,11 @@ def write_stage_files(args, stage: str, stage_dir: Path, n_val: int, opts,
     stage_dir.mkdir(parents=True, exist_ok=True)
     net_stage = "landmarks" if stage == "finetune" else stage
     val_batch = 100
-    net = train_net(str((args.lmdb / "train_lmdb").resolve()), str((args.lmdb / "val_lmdb").resolve()),
+    lmdb = args.lmdb
+    if stage in ("landmarks", "finetune") and getattr(args, "landmark_lmdb", None):
+        # the dense-point stages of a cross-dataset run read the dense-point LMDB alone
+        lmdb, opts, attribute_labels = args.landmark_lmdb, opts.deployed(), False
+    net = train_net(str((lmdb / "train_lmdb").resolve()), str((lmdb / "val_lmdb").resolve()),
                     net_stage, stage_net_options(args, stage, opts), batch=args.batch,
                     val_batch=val_batch, attribute_labels=attribute_labels)
     (stage_dir / "train_val.prototxt").write_text(str(net))
@@ -124,9 +129,12 @@ def latest_solverstate(stage_dir: Path, stage: str) -> Path | None:
     return states[-1] if states else None
 
 
-def measure_for(stage: str, args):
+def measure_for(stage: str, args, opts=None):
     if stage == "uncertainty":
         return "uncertainty", uncertainty_measure
+    if opts is not None and opts.cross_dataset:
+        # validation holds the dense-point faces only: every stage stops on their loss
+        return "landmark", landmark_measure
     if stage == "heads" or (stage == "multitask" and not args.unstaged and not args.landmarks_only):
         return "auxiliary", aux_measure
     return "landmark", landmark_measure
@@ -156,7 +164,7 @@ def run_stage(args, stage: str, state: dict, caffe_tool: Path, opts) -> None:
     print("$ " + shlex.join(cmd), flush=True)
     save_state(args.run, state)
 
-    name, measure = measure_for(stage, args)
+    name, measure = measure_for(stage, args, opts)
     rule = StopRule(patience=args.patience, smooth=args.smooth)
     parser = LogParser()
     guard = DivergenceGuard()
@@ -269,6 +277,9 @@ def not_learning(st: dict, name: str, mean_shape: float | None) -> str | None:
     """Why a stage learned nothing (a saturated tanh head: a diverged run whose loss never
     turned NaN), judged on its validations so far; None while it is fine."""
     scored = [t for t in st["tests"] if t.get("measure") is not None]
+    if scored and not math.isfinite(scored[-1]["measure"]):
+        return (f"diverged: its validation {name} measure is {scored[-1]['measure']} at "
+                f"iteration {scored[-1]['iter']}")
     if name != "landmark" or mean_shape is None or not scored \
             or scored[-1]["iter"] < NOT_LEARNING_AFTER:
         return None
@@ -361,6 +372,31 @@ def plot(run: Path, state: dict) -> Path:
     return path
 
 
+def check_landmark_lmdb(manifest: dict, lmdb: Path, landmark_lmdb: Path) -> None:
+    """--landmark-lmdb must hold the dense points alone, of the crops and validation faces
+    that --lmdb (a tools/mix_lmdb.py output) mixed them from."""
+    path = landmark_lmdb / "manifest.json"
+    if "landmarks_mask" not in manifest["label_layout"]:
+        raise SystemExit(f"error: --landmark-lmdb goes with a mixed --lmdb (tools/mix_lmdb.py); "
+                         f"{lmdb} is not one")
+    if not path.is_file():
+        raise SystemExit(f"error: {path} not found: --landmark-lmdb must be a folder written "
+                         "by tools/make_lmdb.py")
+    other = json.loads(path.read_text())
+    problems = []
+    if other["scheme"] != manifest["scheme"] or "pose" in other["label_layout"]:
+        problems.append(f"it holds {other['scheme']} records"
+                        + (" with attributes" if "pose" in other["label_layout"] else "")
+                        + f", not {manifest['scheme']} records alone")
+    if other["crop"] != manifest["crop"]:
+        problems.append(f"its crops are {other['crop']['size']} px, not {manifest['crop']['size']}")
+    if other["counts"]["val_records"] != manifest["counts"]["val_records"]:
+        problems.append(f"it validates on {other['counts']['val_records']} faces, not "
+                        f"{manifest['counts']['val_records']}")
+    if problems:
+        raise SystemExit(f"error: --landmark-lmdb {landmark_lmdb}: " + "; ".join(problems))
+
+
 def train(args, command: str) -> int:
     """Run (or continue) every stage of a run folder; 0 when done, 130 when interrupted."""
     args.run.mkdir(parents=True, exist_ok=True)
@@ -375,6 +411,9 @@ def train(args, command: str) -> int:
         print(f"{args.lmdb} holds landmarks only: training without auxiliary tasks "
               "(--landmarks-only)", flush=True)
         args.landmarks_only = True
+    landmark_lmdb = getattr(args, "landmark_lmdb", None)
+    if landmark_lmdb is not None:
+        check_landmark_lmdb(manifest, args.lmdb, landmark_lmdb)
     if args.init_trunk is not None and not args.init_trunk.exists():
         raise SystemExit(f"error: --init-trunk {args.init_trunk}: no such model folder or file")
     init_weights = getattr(args, "init_weights", None)
@@ -391,6 +430,8 @@ def train(args, command: str) -> int:
                       input_size=int(manifest["crop"]["size"]),
                       uncertainty=getattr(args, "uncertainty", None) or "",
                       uncertainty_hidden=getattr(args, "uncertainty_hidden", 0),
+                      cross_dataset="landmarks_mask" in manifest["label_layout"],
+                      labelled_fraction=manifest.get("cross_dataset", {}).get("main_fraction", 1.0),
                       **loss_options(args))
     if opts.aux_branch and not opts.aux_hidden:
         raise SystemExit("error: --aux-branch needs --aux-hidden N (the heads on the branch)")
