@@ -5,7 +5,7 @@ are skipped.
 
   tools/ablate.py --lmdb LMDB_DIR --out runs/ablation --max-iter 600 300 300
   tools/ablate.py --suite 68pt --lmdb lmdb/300w_3m --out runs/abl68 --max-iter 1 2000 1000 \
-      --test-interval 250
+      --test-interval 250 [--aux-lmdb lmdb/mtfl_1m]
   tools/ablate.py --suite 5pt-loss --lmdb lmdb/mtfl_12m_pw3 --out runs/abl_loss \
       --max-iter 1 1 3000 --test-interval 500
   tools/ablate.py --suite 5pt-data --out runs/abl_data --max-iter 2000 1000 1000 \
@@ -56,6 +56,13 @@ VARIANTS_68 = {
                                                      "--lr", "0.01"],
     "5-point conv1-3, frozen in stage 1, then trained, lr 0.01": [
         "--init-trunk", FIVE_POINT_MODEL, "--freeze-trunk", "first", "--lr", "0.01"],
+    # TCDCN's auxiliary tasks across data sets: stage 1 on --lmdb mixed half and half with
+    # --aux-lmdb (MTFL at the same size; tools/mix_lmdb.py, built under OUT), every head on,
+    # the 68-point loss masked to the 300-W faces; the finetune on --lmdb alone. Stage 1 gets
+    # the landmark stage's budget.
+    "5-point conv1-3, frozen in stage 1 with MTFL's tasks (mixed LMDB), then trained": {
+        "mix": True, "train": ["--init-trunk", FIVE_POINT_MODEL, "--freeze-trunk", "first",
+                               "--stages", "multitask", "finetune"]},
 }
 # The landmark loss, as a finetune of the 5-point weights released at START_COMMIT (every
 # variant starts from that caffemodel, read from git into OUT/start.caffemodel; --max-iter's
@@ -109,6 +116,17 @@ def build_lmdb(out: Path, flags: list[str], args, key: str) -> Path:
     return path
 
 
+def mix_lmdb(out: Path, main: Path, aux: Path) -> Path:
+    """OUT/lmdb_mix: --lmdb and --aux-lmdb mixed half and half (built once)."""
+    path = out / "lmdb_mix"
+    if not (path / "manifest.json").is_file():
+        cmd = [sys.executable, str(REPO / "tools" / "mix_lmdb.py"), "--main", str(main),
+               "--aux", str(aux), "--out", str(path)]
+        print("$ " + " ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return path
+
+
 def portable(flags: list[str]) -> list[str]:
     """Flags as typed from the project root (no absolute paths into this checkout)."""
     return [f.replace(str(REPO) + "/", "") for f in flags]
@@ -130,6 +148,9 @@ def main(argv=None) -> int:
     p.add_argument("--suite", choices=SUITES, default="5pt",
                    help="the variants: 5-point recipe (default) or 68-point finetuning")
     p.add_argument("--root", type=Path, help="data root, passed to release_model.py")
+    p.add_argument("--aux-lmdb", type=Path, metavar="LMDB_DIR",
+                   help="68pt: the MTFL LMDB (same --size as --lmdb) that the mixed-LMDB "
+                        "variant mixes in")
     args = p.parse_args(argv)
     if args.suite != "5pt-data" and args.lmdb is None:
         p.error(f"--suite {args.suite} needs --lmdb")
@@ -157,7 +178,13 @@ def main(argv=None) -> int:
             print(f"done earlier: {name}")
             continue
         lmdb = args.lmdb
-        if isinstance(flags, dict):   # 5pt-data: the variant's own LMDB
+        if isinstance(flags, dict) and flags.get("mix"):   # 68pt: stage 1 on a mixed LMDB
+            if args.aux_lmdb is None:
+                print(f"skipped (needs --aux-lmdb): {name}", flush=True)
+                continue
+            lmdb = mix_lmdb(args.out, args.lmdb, args.aux_lmdb)
+            flags = [*flags["train"], "--landmark-lmdb", str(args.lmdb)]
+        elif isinstance(flags, dict):   # 5pt-data: the variant's own LMDB
             # named by the options as written (without the data root's path)
             key = re.sub(r"[^A-Za-z0-9.]+", "_", " ".join(flags["lmdb"]).replace("{root}", ""))
             lmdb_flags = [f.replace("{root}", root) for f in flags["lmdb"]]
@@ -174,6 +201,8 @@ def main(argv=None) -> int:
             budget, test_interval = [b * factor for b in budget], test_interval * factor
         if "--unstaged" in flags:        # the same total iterations in one stage
             budget = [sum(budget), 1, 1]
+        if "--landmark-lmdb" in flags:   # the multitask stage takes the landmark stage's
+            budget = [budget[1], 1, budget[2]]
         if "--landmarks-only" in flags:  # stage 1's share goes to landmark training
             budget = [1, budget[0] + budget[1], budget[2]]
         cmd = [py, str(REPO / "tools" / "train.py"), "--lmdb", str(lmdb), "--run", str(run),

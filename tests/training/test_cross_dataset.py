@@ -258,3 +258,31 @@ def test_train_multitask_on_the_mix_then_landmarks_on_300w(inputs, tmp_path, pyt
                "--run", tmp_path / "bad", "--max-iter", "2", "2", "2"])
     assert bad.returncode != 0 and "--landmark-lmdb" in bad.stderr and "attributes" in bad.stderr
     assert not (tmp_path / "bad" / "multitask").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.caffe
+def test_ablation_suite_runs_the_mixed_variant_beside_its_baseline(inputs, tmp_path, python_exe):
+    """tools/ablate.py --suite 68pt --aux-lmdb: the mixed LMDB is built once under OUT, the
+    variant's stage 1 (multitask, on the mix) gets the baseline's landmark-stage budget, and
+    both are measured on the same validation faces."""
+    main, aux = inputs
+    ab = tmp_path / "abl"
+    args = [python_exe, REPO / "tools" / "ablate.py", "--suite", "68pt", "--lmdb", main,
+            "--aux-lmdb", aux, "--out", ab, "--root", tmp_path / "w300", "--max-iter", "1", "10",
+            "10", "--test-interval", "10", "--lr", "0.01",
+            "--only", "5-point conv1-3, frozen in stage 1, then trained",
+            "5-point conv1-3, frozen in stage 1 with MTFL"]
+    out = run(args)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    results = json.loads((ab / "ablations.json").read_text())
+    mixed = next(v for k, v in results.items() if "MTFL" in k)
+    plain = next(v for k, v in results.items() if k.endswith("then trained"))
+    assert mixed["budget"] == [10, 1, 10] and plain["budget"] == [1, 10, 10]
+    assert mixed["lmdb"].endswith("lmdb_mix") and "--landmark-lmdb" in mixed["flags"]
+    assert (ab / "lmdb_mix" / "manifest.json").is_file()
+    assert mixed["val_nme"] > 0 and plain["val_nme"] > 0
+    # without --aux-lmdb the variant is skipped, not failed
+    again = run([python_exe, REPO / "tools" / "ablate.py", "--suite", "68pt", "--lmdb", main,
+                 "--out", tmp_path / "abl2", "--only", "5-point conv1-3, frozen in stage 1 with"])
+    assert again.returncode == 0 and "skipped (needs --aux-lmdb)" in again.stdout, again.stderr
