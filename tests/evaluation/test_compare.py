@@ -33,3 +33,24 @@ def test_per_face_errors_average_to_evaluate_s_nme(dataset):
     assert per_face.mean() == pytest.approx(evaluate(model, samples, "landmarks")["nme_mean"])
     with pytest.raises(ValueError, match="found faces"):
         per_face_nme(model, samples, "detector")
+
+
+def test_pooled_bootstrap_weighs_each_split_equally_and_reports_their_spread():
+    from tcdcn.evaluation.compare import pooled_bootstrap
+    rng = np.random.default_rng(0)
+    b1, b2 = rng.uniform(2, 8, 100), rng.uniform(2, 8, 300)
+    exact = pooled_bootstrap([(b1 + 1.0, b1), (b2 + 3.0, b2)])
+    # the mean of the per-split means (2), not of all faces (2.5)
+    assert exact["mean_difference"] == pytest.approx(2.0)
+    assert exact["interval_95"] == pytest.approx([2.0, 2.0])
+    assert exact["per_split"] == pytest.approx([1.0, 3.0])
+    assert exact["spread_across_splits"] == pytest.approx(np.sqrt(2))
+    assert exact["faces"] == [100, 300] and exact["splits"] == 2
+    noisy = pooled_bootstrap([(b1 + rng.normal(0.3, 1, 100), b1), (b2 + rng.normal(0.3, 1, 300), b2)])
+    lo, hi = noisy["interval_95"]
+    one = pooled_bootstrap([(b1 + rng.normal(0.3, 1, 100), b1)])
+    assert lo < noisy["mean_difference"] < hi and one["spread_across_splits"] is None
+    # two splits narrow the interval against the smaller one alone
+    assert hi - lo < one["interval_95"][1] - one["interval_95"][0]
+    with pytest.raises(ValueError):
+        pooled_bootstrap([(np.array([]), np.array([]))])

@@ -59,12 +59,15 @@ def write_300w(folder, n: int, seed: int = 0):
 
 
 @pytest.fixture
-def inputs(dataset, tmp_path):
-    """(300-W LMDB, MTFL LMDB): tiny, 40 px."""
+def inputs(dataset, tmp_path, python_exe):
+    """(300-W LMDB, MTFL LMDB): tiny, 40 px; the 300-W one by make_lmdb.py, whose recorded
+    command lets a released model rebuild its validation split."""
     faces = write_300w(tmp_path / "w300", 16)
     main, aux = tmp_path / "main", tmp_path / "aux"
-    build(BuildConfig(dataset="300w", root=faces, out=main, samples=150, val_fraction=0.25,
-                      seed=1, workers=1))
+    out = run([python_exe, REPO / "tools" / "make_lmdb.py", "--dataset", "300w", "--root", faces,
+               "--out", main, "--samples", "150", "--val-fraction", "0.25", "--seed", "1",
+               "--workers", "1"])
+    assert out.returncode == 0, out.stderr[-2000:]
     build(BuildConfig(dataset="mtfl", root=dataset, out=aux, samples=120, val_fraction=0.25,
                       seed=1, workers=1))
     return main, aux
@@ -253,6 +256,10 @@ def test_train_multitask_on_the_mix_then_landmarks_on_300w(inputs, tmp_path, pyt
     deploy = (rel / meta["files"]["deploy"]).read_text()
     assert "fc_landmarks" in deploy and "fc_gender" not in deploy and "5pt" not in deploy
     assert meta["attributes"] == {} and not meta["net_options"]["cross_dataset"]
+    # compare_models pools pairs of different splits only
+    same = run([python_exe, REPO / "tools" / "compare_models.py", rel, rel, "--also", rel, rel,
+                "--root", tmp_path / "w300"])
+    assert same.returncode == 2 and "validates on the same faces" in same.stderr, same.stderr
     # a --landmark-lmdb that is not the mix's dense set is refused before any work
     bad = run([python_exe, REPO / "tools" / "train.py", "--lmdb", mixed, "--landmark-lmdb", aux,
                "--run", tmp_path / "bad", "--max-iter", "2", "2", "2"])

@@ -39,3 +39,27 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, rounds: int = 10000, seed: in
     lo, hi = np.percentile(means, [2.5, 97.5])
     return {"faces": len(diff), "mean_difference": float(diff.mean()), "interval_95": [float(lo), float(hi)],
             "b_better_on": float(np.mean(diff > 0))}
+
+
+def pooled_bootstrap(pairs: list[tuple[np.ndarray, np.ndarray]], rounds: int = 10000,
+                     seed: int = 0) -> dict:
+    """Paired differences on several validation splits (each pair: A's and B's per-face NMEs
+    on one split; pairs of models trained on that split's training faces), each split
+    weighted equally: the mean of the per-split mean differences, its 95% interval from
+    resampling the faces within every split, each split's own difference, and their spread
+    (standard deviation across splits: how far one split's verdict can be from another's)."""
+    diffs = [np.asarray(a, np.float64) - np.asarray(b, np.float64) for a, b in pairs]
+    if not diffs or any(len(d) == 0 for d in diffs):
+        raise ValueError("every split needs faces")
+    rng = np.random.default_rng(seed)
+    means = np.zeros(rounds)
+    for d in diffs:
+        means += d[rng.integers(0, len(d), (rounds, len(d)))].mean(axis=1)
+    means /= len(diffs)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    per_split = [float(d.mean()) for d in diffs]
+    return {"splits": len(diffs), "faces": [len(d) for d in diffs],
+            "mean_difference": float(np.mean(per_split)), "interval_95": [float(lo), float(hi)],
+            "per_split": per_split,
+            "spread_across_splits": float(np.std(per_split, ddof=1)) if len(diffs) > 1 else None,
+            "b_better_on": float(np.mean(np.concatenate(diffs) > 0))}
