@@ -94,6 +94,10 @@ def parse_args(argv):
                    help="with a mixed --lmdb (tools/mix_lmdb.py): the landmarks and finetune "
                         "stages read this dense-point LMDB (the one it was mixed from), the "
                         "multitask stage the mixed one")
+    p.add_argument("--aux-in-finetune", action="store_true",
+                   help="the finetune stage keeps every auxiliary task on (TCDCN's tasks "
+                        "sharing the trunk while it trains; e.g. with a mixed --lmdb), its "
+                        "weight decay 0 and rate schedule as usual")
     p.add_argument("--freeze-trunk", choices=("none", "first", "all"), default="none",
                    help="conv1-3 frozen in no stage, in the first stage only, or in all")
     p.add_argument("--trunk-lr-mult", type=float, default=1.0,
@@ -111,6 +115,9 @@ def parse_args(argv):
             and (args.uncertainty_iters <= 0 or not args.uncertainty):
         p.error("the uncertainty stage needs --uncertainty laplace|gaussian and "
                 "--uncertainty-iters ITERS (its cap)")
+    if args.aux_in_finetune and args.landmark_lmdb:
+        p.error("--aux-in-finetune needs the auxiliary labels in the finetune stage: not with "
+                "--landmark-lmdb")
     if args.lr is None:
         from tcdcn.training.net import SolverOptions
         args.lr = SolverOptions().base_lr

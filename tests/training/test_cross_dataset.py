@@ -293,3 +293,29 @@ def test_ablation_suite_runs_the_mixed_variant_beside_its_baseline(inputs, tmp_p
     again = run([python_exe, REPO / "tools" / "ablate.py", "--suite", "68pt", "--lmdb", main,
                  "--out", tmp_path / "abl2", "--only", "5-point conv1-3, frozen in stage 1 with"])
     assert again.returncode == 0 and "skipped (needs --aux-lmdb)" in again.stdout, again.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.caffe
+def test_aux_in_finetune_keeps_every_task_on_while_the_trunk_trains(inputs, tmp_path, python_exe):
+    main, aux = inputs
+    mixed = tmp_path / "mixed"
+    mix(main, aux, mixed)
+    runs = tmp_path / "run"
+    out = run([python_exe, REPO / "tools" / "train.py", "--lmdb", mixed, "--run", runs,
+               "--stages", "multitask", "finetune", "--aux-in-finetune", "--max-iter", "10", "1",
+               "10", "--test-interval", "10", "--batch", "8", "--threads", "1", "--lr", "0.01",
+               "--loss", "wing", "--lr-policy", "poly"])
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+    net = text_format.Parse((runs / "finetune" / "train_val.prototxt").read_text(),
+                            caffe_pb2.NetParameter())
+    weights = {l.name: list(l.loss_weight) for l in net.layer if l.loss_weight}
+    assert weights["gender_loss"] == [pytest.approx(0.1)] and weights["landmark5_loss"] == [1.0]
+    assert weights["landmark_loss"] == [2.0]
+    solver = (runs / "finetune" / "solver.prototxt").read_text()
+    assert "weight_decay: 0\n" in solver and 'lr_policy: "poly"' in solver
+    bad = run([python_exe, REPO / "tools" / "train.py", "--lmdb", mixed, "--run", tmp_path / "b",
+               "--landmark-lmdb", main, "--aux-in-finetune"])
+    assert bad.returncode == 2 and "not with --landmark-lmdb" in bad.stderr

@@ -52,7 +52,7 @@ RUN_OPTIONS = ("test_interval", "patience", "smooth", "batch", "lr", "lr_policy"
                "seed", "conv4", "activation", "relu_after_norm", "landmarks_only",
                "unstaged", "init_trunk", "freeze_trunk", "trunk_lr_mult", "init_weights",
                "stages", "loss", "wing", "aux_hidden", "aux_branch", "uncertainty",
-               "uncertainty_hidden", "landmark_lmdb")
+               "uncertainty_hidden", "landmark_lmdb", "aux_in_finetune")
 
 
 def run_options(args) -> dict:
@@ -104,6 +104,8 @@ def write_stage_files(args, stage: str, stage_dir: Path, n_val: int, opts,
                       attribute_labels: bool = True) -> Path:
     stage_dir.mkdir(parents=True, exist_ok=True)
     net_stage = "landmarks" if stage == "finetune" else stage
+    if stage == "finetune" and getattr(args, "aux_in_finetune", False):
+        net_stage = "multitask"   # every task on while the whole trunk trains
     val_batch = 100
     lmdb = args.lmdb
     if stage in ("landmarks", "finetune") and getattr(args, "landmark_lmdb", None):
