@@ -118,7 +118,7 @@ def mix(main_dir: Path, aux_dir: Path, out: Path, aux_fraction: float = 0.5,
     n = mixed_length(n_main, n_aux, aux_fraction)
     if n == 0:
         raise DataError("nothing to mix: an input has no training records")
-    aux_layout = {k: v for k, v in aux["label_layout"].items()}
+    aux_layout = aux["label_layout"]
     t0 = time.perf_counter()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
