@@ -10,6 +10,7 @@ validation split (its own boxes and every detector) and, for MTFL models, the AF
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -108,7 +109,12 @@ def portable(text: str, run: Path, lmdb: Path, caffe_tool: Path) -> str:
     if root is not None:
         text = (text.replace(str((root.parent / "shared" / "data").resolve()), "../shared/data")
                     .replace(str(root) + "/", ""))
-    return text
+    # other runs and LMDBs named in the record (a trunk's or a started-from run's, as their
+    # own records had them) by the same rule
+    return _ELSEWHERE.sub(r"\1/", text)
+
+
+_ELSEWHERE = re.compile(r"""(?<![\w.])/[^\s"',;]*?/(runs|lmdb)/""")
 
 
 def started_from(init: str, depth: int = 0, run_commit: str | None = None,
