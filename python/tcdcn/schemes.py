@@ -120,3 +120,19 @@ def label_layout(scheme: LandmarkScheme, with_attributes: bool = True) -> dict[s
 
 def label_dim(scheme: LandmarkScheme, with_attributes: bool = True) -> int:
     return 2 * scheme.count + (len(TASKS) if with_attributes else 0)
+
+
+# The mask part of a mixed record's layout: its presence marks a mixed LMDB.
+DENSE_MASK = "landmarks_mask"
+
+
+def cross_layout(scheme: LandmarkScheme) -> dict[str, slice]:
+    """A mixed record's label vector (tools/mix_lmdb.py: dense points from one data set,
+    five points and attributes from another): 'landmarks' (2K), DENSE_MASK (1: the dense
+    points are labelled), 'landmarks_5pt' (10), then one class id per task."""
+    k = 2 * scheme.count
+    layout = {"landmarks": slice(0, k), DENSE_MASK: slice(k, k + 1),
+              "landmarks_5pt": slice(k + 1, k + 11)}
+    for i, task in enumerate(TASKS):
+        layout[task.name] = slice(k + 11 + i, k + 12 + i)
+    return layout

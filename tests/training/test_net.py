@@ -365,6 +365,6 @@ def test_recorded_commands_are_relative_to_the_project():
         "tools/x.py --lmdb lmdb/lmdb_x --run runs/run_y --root ../shared/data/300W "
         "--model models/m; caffe train -solver runs/run_y/s.prototxt")
     # another machine's runs and LMDBs, e.g. in the record of the run a trunk came from
-    other = '"tools/train.py --lmdb /work/base/lmdb/mtfl_1m --run /srv/x/runs/unc5 --json a/runs/b"'
+    other = '"tools/train.py --lmdb /data/base/lmdb/mtfl_1m --run /srv/x/runs/unc5 --json a/runs/b"'
     assert portable(other, Path("/c/run_y"), Path("/a/b/lmdb_x"), Path("/venv/bin/caffe")) == (
         '"tools/train.py --lmdb lmdb/mtfl_1m --run runs/unc5 --json a/runs/b"')

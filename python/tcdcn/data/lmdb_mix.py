@@ -28,22 +28,16 @@ import numpy as np
 from tcdcn.boxes import five_points
 from tcdcn.data.datasets import DataError
 from tcdcn.data.lmdb_io import decode_datum, encode_datum, read_lmdb, write_lmdb
-from tcdcn.schemes import TASKS, UNLABELLED
+from tcdcn.schemes import SCHEMES, TASKS, UNLABELLED, cross_layout
 
 
-def cross_layout(points: int) -> dict[str, list[int]]:
-    """Label layout of a mixed record: landmarks (2K), landmarks_mask (1), landmarks_5pt
-    (10), then one class id per task (schemes.TASKS order)."""
-    k = 2 * points
-    layout = {"landmarks": [0, k], "landmarks_mask": [k, k + 1],
-              "landmarks_5pt": [k + 1, k + 11]}
-    for i, task in enumerate(TASKS):
-        layout[task.name] = [k + 11 + i, k + 12 + i]
-    return layout
+def cross_label_layout(points: int) -> dict[str, list[int]]:
+    """schemes.cross_layout as the manifest writes it ([start, stop] per part)."""
+    return {k: [v.start, v.stop] for k, v in cross_layout(SCHEMES[f"{points}pt"]).items()}
 
 
 def cross_label_dim(points: int) -> int:
-    return 2 * points + 1 + 10 + len(TASKS)
+    return cross_layout(SCHEMES[f"{points}pt"])[TASKS[-1].name].stop
 
 
 def main_label(label: np.ndarray, points: int) -> np.ndarray:
@@ -158,7 +152,7 @@ def mix(main_dir: Path, aux_dir: Path, out: Path, aux_fraction: float = 0.5,
         manifest.update({   # "command" stays the main set's make_lmdb.py command
             "mix_command": command,
             "label_dim": cross_label_dim(points),
-            "label_layout": cross_layout(points),
+            "label_layout": cross_label_layout(points),
             "label_order": ("x1 y1 ... of the dense points, their mask (1: labelled), x1 y1 "
                             "... of the five points, then 0-based class ids (-1: unlabelled)"),
             "cross_dataset": {

@@ -24,7 +24,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
-from tcdcn.schemes import LANDMARK_LOSS_WEIGHT, SCHEMES, TASKS, UNLABELLED, label_dim
+from tcdcn.schemes import (
+    LANDMARK_LOSS_WEIGHT,
+    SCHEMES,
+    TASKS,
+    UNLABELLED,
+    cross_layout,
+    label_dim,
+)
 
 # A cross-dataset net's 5-point head: an auxiliary task like the attributes (on in the
 # multitask stage only), weighted as the 5-point net weights its landmarks.
@@ -223,13 +230,12 @@ def train_net(train_source: str, val_source: str, stage: str, opts: NetOptions =
         if not attribute_labels:
             raise ValueError("a cross-dataset net needs records with attribute labels "
                              "(tools/mix_lmdb.py)")
-        k = 2 * scheme.count
-        dim = k + 11 + len(TASKS)
+        parts = list(cross_layout(scheme).values())   # in label order
         n.data, n.label = L.MultiLabelData(source=train_source, batch_size=batch,
-                                           label_dim=dim, ntop=2,
+                                           label_dim=parts[-1].stop, ntop=2,
                                            include=dict(phase=caffe.TRAIN))
-        slices = [k, k + 1, k + 11] + [k + 12 + i for i in range(len(TASKS) - 1)]
-        tops = L.Slice(n.label, slice_point=slices, axis=1, ntop=3 + len(TASKS))
+        tops = L.Slice(n.label, slice_point=[p.start for p in parts[1:]], axis=1,
+                       ntop=len(parts))
         n.landmark_target_all, n.landmark_mask, n.landmark5_target = tops[:3]
         for task, top in zip(TASKS, tops[3:]):
             setattr(n, f"{task.name}_label", top)

@@ -24,7 +24,7 @@ import numpy as np
 from tcdcn.build.caffe_build import build_info
 from tcdcn.data.lmdb_io import decode_datum, read_lmdb
 from tcdcn.paths import git_commit, write_json
-from tcdcn.schemes import TASKS
+from tcdcn.schemes import DENSE_MASK, TASKS
 from tcdcn.training.monitor import (
     DivergenceGuard,
     LogParser,
@@ -378,7 +378,7 @@ def check_landmark_lmdb(manifest: dict, lmdb: Path, landmark_lmdb: Path) -> None
     """--landmark-lmdb must hold the dense points alone, of the crops and validation faces
     that --lmdb (a tools/mix_lmdb.py output) mixed them from."""
     path = landmark_lmdb / "manifest.json"
-    if "landmarks_mask" not in manifest["label_layout"]:
+    if DENSE_MASK not in manifest["label_layout"]:
         raise SystemExit(f"error: --landmark-lmdb goes with a mixed --lmdb (tools/mix_lmdb.py); "
                          f"{lmdb} is not one")
     if not path.is_file():
@@ -432,7 +432,7 @@ def train(args, command: str) -> int:
                       input_size=int(manifest["crop"]["size"]),
                       uncertainty=getattr(args, "uncertainty", None) or "",
                       uncertainty_hidden=getattr(args, "uncertainty_hidden", 0),
-                      cross_dataset="landmarks_mask" in manifest["label_layout"],
+                      cross_dataset=DENSE_MASK in manifest["label_layout"],
                       labelled_fraction=manifest.get("cross_dataset", {}).get("main_fraction", 1.0),
                       **loss_options(args))
     if opts.aux_branch and not opts.aux_hidden:
